@@ -1,0 +1,216 @@
+# syncpool - build, test, benchmark, install.
+#
+#   make                 build/libsyncpool.a and build/libsyncpool.so (SONAME libsyncpool.so.0)
+#   make test            deps, the Check suites (pool suite again without rseq),
+#                        the examples, the benchmark-shim smoke run, a staged install
+#   make test-tsan       the same suites, library and tests under ThreadSanitizer
+#   make test-asan       the same suites under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make bench           deps, every benchmark, then the comparison table, JSON and plots
+#                        under bench/results/ (BENCH_FILTER=regex runs a subset)
+#   make install PREFIX=/usr/local [DESTDIR=...]
+#   make deps            install the Debian packages the above need (as root)
+#
+# Sources are found by wildcard: a new module is a new sync/<m>.c or pool/<m>.c,
+# its suite tests/test_<m>.c and its benchmark bench/bench_<m>.c - no edit here.
+
+VERSION_MAJOR := 0
+VERSION       := 0.1.0
+
+CC      ?= cc
+CXX     ?= c++
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BUILD   ?= build
+# SAN: empty, thread, or address (address also enables UBSan).
+SAN     ?=
+BENCH_FILTER ?= .
+BENCH_MIN_TIME ?=
+
+OPT      ?= -O2
+WARN     := -Wall -Wextra -Werror
+SANFLAGS :=
+ifeq ($(SAN),thread)
+  SANFLAGS := -fsanitize=thread
+  OPT      := -O1
+endif
+ifeq ($(SAN),address)
+  SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+  OPT      := -O1
+endif
+
+CPPFLAGS_ALL := -D_GNU_SOURCE -Iinclude $(CPPFLAGS)
+CFLAGS_ALL   := -std=c11 $(OPT) -g $(WARN) -fPIC -fvisibility=hidden -pthread $(SANFLAGS) $(CFLAGS)
+CXXFLAGS_ALL := -std=c++17 $(OPT) -g $(WARN) -pthread $(SANFLAGS) $(CXXFLAGS)
+LIBS         := -ljemalloc -pthread
+
+LIB_SRCS := $(sort $(wildcard sync/*.c pool/*.c))
+LIB_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
+HEADERS  := include/syncpool.h $(sort $(wildcard include/syncpool/*.h))
+INT_HDRS := $(wildcard sync/*.h pool/*.h)
+
+TEST_SRCS := $(sort $(wildcard tests/*.c))
+TEST_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out tests/shim_smoke.c tests/install_smoke.c,$(TEST_SRCS)))
+CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
+
+BENCH_SRCS := $(sort $(wildcard bench/bench_*.c))
+BENCH_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(BENCH_SRCS)) $(BUILD)/obj/bench/spbench.o
+BENCH_LIBS := -lbenchmark -lck -lstdc++ -lm
+
+EXAMPLE_SRCS := $(sort $(wildcard examples/*.c))
+EXAMPLES     := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRCS))
+
+STATIC := $(BUILD)/libsyncpool.a
+SHARED := $(BUILD)/libsyncpool.so.$(VERSION)
+
+.PHONY: all lib test test-run test-tsan test-asan bench bench-run examples install \
+        install-check shim-check deps clean
+
+all: lib
+lib: $(STATIC) $(BUILD)/libsyncpool.so
+
+$(BUILD)/obj/%.o: %.c $(HEADERS) $(INT_HDRS) tests/sptest.h bench/spbench.h Makefile
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS_ALL) -Isync -Ipool -Itests -Ibench $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/obj/bench/spbench.o: bench/spbench.cc bench/spbench.h Makefile
+	@mkdir -p $(@D)
+	$(CXX) $(CPPFLAGS_ALL) -Ibench $(CXXFLAGS_ALL) -c $< -o $@
+
+$(STATIC): $(LIB_OBJS)
+	@mkdir -p $(@D)
+	rm -f $@
+	ar rcs $@ $^
+
+$(SHARED): $(LIB_OBJS)
+	$(CC) -shared $(CFLAGS_ALL) -Wl,-soname,libsyncpool.so.$(VERSION_MAJOR) -Wl,--no-undefined \
+	    -o $@ $^ $(LIBS)
+
+$(BUILD)/libsyncpool.so: $(SHARED)
+	ln -sf libsyncpool.so.$(VERSION) $(BUILD)/libsyncpool.so.$(VERSION_MAJOR)
+	ln -sf libsyncpool.so.$(VERSION) $@
+
+# ---------------------------------------------------------------- tests
+
+$(BUILD)/tests/run: $(TEST_OBJS) $(STATIC)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -o $@ $(TEST_OBJS) $(STATIC) $(CHECK_LIBS) $(LIBS) -lm
+
+# The suites, then the pool suite again with glibc's rseq registration off,
+# so the per-CPU fallback path is tested too.
+test-run: $(BUILD)/tests/run
+	$(BUILD)/tests/run
+	CK_RUN_SUITE=pool GLIBC_TUNABLES=glibc.pthread.rseq=0 $(BUILD)/tests/run
+
+test: deps lib test-run examples shim-check install-check
+	@for e in $(EXAMPLES); do echo "== $$e --test"; $$e --test || exit 1; done
+	@echo "make test: all passed"
+
+test-tsan: deps
+	$(MAKE) BUILD=build/tsan SAN=thread test-run CK_TIMEOUT_MULTIPLIER=4 \
+	    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
+
+test-asan: deps
+	$(MAKE) BUILD=build/asan SAN=address test-run CK_TIMEOUT_MULTIPLIER=3 \
+	    ASAN_OPTIONS="detect_leaks=1:abort_on_error=0" UBSAN_OPTIONS="print_stacktrace=1"
+
+export CK_TIMEOUT_MULTIPLIER TSAN_OPTIONS ASAN_OPTIONS UBSAN_OPTIONS
+
+# The benchmark shim's own check: a C benchmark with threads, arguments and
+# counters runs for a moment and its JSON must hold every registered run.
+$(BUILD)/bench/shim_smoke: $(BUILD)/obj/tests/shim_smoke.o $(BUILD)/obj/bench/spbench.o
+	@mkdir -p $(@D)
+	$(CXX) $(CXXFLAGS_ALL) -o $@ $^ -lbenchmark -pthread
+
+shim-check: $(BUILD)/bench/shim_smoke
+	$(BUILD)/bench/shim_smoke --benchmark_min_time=0.001 \
+	    --benchmark_out=$(BUILD)/bench/shim_smoke.json --benchmark_out_format=json >/dev/null
+	python3 bench/report.py --verify $(BUILD)/bench/shim_smoke.json \
+	    'smoke/spin/threads:1' 'smoke/spin/threads:2' 'smoke/arg/16/threads:1' \
+	    'smoke/arg/64/threads:1' --counter smoke/spin/threads:2=per_thread_ops \
+	    --counter smoke/arg/16/threads:1=bytes_rate
+
+# ---------------------------------------------------------------- examples
+
+examples: $(EXAMPLES)
+
+$(BUILD)/examples/%: $(BUILD)/obj/examples/%.o $(STATIC) $(BUILD)/obj/bench/spbench.o
+	@mkdir -p $(@D)
+	$(CXX) $(CXXFLAGS_ALL) -o $@ $< $(STATIC) $(BUILD)/obj/bench/spbench.o $(BENCH_LIBS) $(LIBS)
+
+# ---------------------------------------------------------------- benchmarks
+
+$(BUILD)/bench/spbench_run: $(BENCH_OBJS) $(STATIC)
+	@mkdir -p $(@D)
+	$(CXX) $(CXXFLAGS_ALL) -o $@ $(BENCH_OBJS) $(STATIC) $(BENCH_LIBS) $(LIBS)
+
+bench: deps
+	$(MAKE) bench-run
+
+bench-run: $(BUILD)/bench/spbench_run
+	@mkdir -p bench/results
+	$(BUILD)/bench/spbench_run --benchmark_filter='$(BENCH_FILTER)' \
+	    $(if $(BENCH_MIN_TIME),--benchmark_min_time=$(BENCH_MIN_TIME)) \
+	    --benchmark_out=bench/results/bench.json --benchmark_out_format=json
+	python3 bench/report.py bench/results/bench.json --out bench/results
+
+# ---------------------------------------------------------------- install
+
+# Regenerated on every install: PREFIX may differ from the last one.
+$(BUILD)/syncpool.pc: syncpool.pc.in FORCE
+	@mkdir -p $(@D)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+FORCE:
+
+install: lib $(BUILD)/syncpool.pc
+	install -d $(DESTDIR)$(PREFIX)/include/syncpool $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 include/syncpool.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 include/syncpool/*.h $(DESTDIR)$(PREFIX)/include/syncpool/
+	install -m 644 $(STATIC) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(SHARED) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf libsyncpool.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libsyncpool.so.$(VERSION_MAJOR)
+	ln -sf libsyncpool.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libsyncpool.so
+	install -m 644 $(BUILD)/syncpool.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+
+# Stage an install, build a program against it through pkg-config (shared
+# and --static), run both, and check the shared library exports only sp_*.
+install-check: lib
+	rm -rf $(BUILD)/stage
+	$(MAKE) --no-print-directory install PREFIX=$(CURDIR)/$(BUILD)/stage >/dev/null
+	PKG_CONFIG_PATH=$(CURDIR)/$(BUILD)/stage/lib/pkgconfig sh -c '\
+	  $(CC) -std=c11 -Wall -Wextra -Werror tests/install_smoke.c -o $(BUILD)/stage/app_shared \
+	     $$(pkg-config --cflags --libs syncpool) -Wl,-rpath,$(CURDIR)/$(BUILD)/stage/lib && \
+	  $(CC) -std=c11 -Wall -Wextra -Werror tests/install_smoke.c -o $(BUILD)/stage/app_static \
+	     $$(pkg-config --cflags syncpool) $(CURDIR)/$(BUILD)/stage/lib/libsyncpool.a \
+	     $$(pkg-config --libs --static syncpool | sed "s/-lsyncpool//") && \
+	  $(CXX) -x c++ -std=c++17 -Wall -Wextra -Werror -fsyntax-only tests/install_smoke.c \
+	     $$(pkg-config --cflags syncpool)'
+	$(BUILD)/stage/app_shared
+	$(BUILD)/stage/app_static
+	@bad=$$(nm -D --defined-only $(BUILD)/libsyncpool.so | awk '$$2 ~ /[TDBRVW]/ {print $$3}' | grep -v '^sp_' || true); \
+	 if [ -n "$$bad" ]; then echo "exported without sp_: $$bad"; exit 1; fi
+	@echo "install-check: ok"
+
+# ---------------------------------------------------------------- deps
+
+DEB_PKGS := libjemalloc-dev check libsubunit-dev libbenchmark-dev libck-dev gnuplot-nox \
+            pkg-config g++ clang python3
+
+deps:
+	@missing=$$(dpkg-query -W -f='$${db:Status-Abbrev} $${Package}\n' $(DEB_PKGS) 2>/dev/null \
+	    | awk '$$1 != "ii" {print $$2}'); \
+	 for p in $(DEB_PKGS); do dpkg-query -W -f='' $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	 missing=$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' '); \
+	 if [ -n "$${missing% }" ]; then \
+	   if [ "$$(id -u)" = 0 ]; then \
+	     echo "deps: installing $$missing"; \
+	     DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing || \
+	       { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; }; \
+	   else \
+	     echo "deps: missing Debian packages; run as root:"; \
+	     echo "  apt-get update && apt-get install -y $$missing"; exit 1; \
+	   fi; \
+	 fi
+
+clean:
+	rm -rf build

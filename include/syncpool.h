@@ -1,0 +1,14 @@
+/*
+ * syncpool.h - everything syncpool offers, in one include.
+ *
+ * syncpool gives C programs what Go programs get from sync, golang.org/x/sync
+ * and context.  Each module also has its own header under syncpool/.
+ * Headers compile as C11 and as C++.  Link with
+ *   cc app.c $(pkg-config --cflags --libs syncpool)
+ */
+#ifndef SYNCPOOL_H
+#define SYNCPOOL_H
+
+#include "syncpool/ctx.h"
+
+#endif /* SYNCPOOL_H */
