@@ -25,6 +25,7 @@ BUILD   ?= build
 SAN     ?=
 BENCH_FILTER ?= .
 BENCH_MIN_TIME ?=
+RESULTS ?= bench/results
 
 OPT      ?= -O2
 WARN     := -Wall -Wextra -Werror
@@ -124,7 +125,7 @@ $(BUILD)/bench/shim_smoke: $(BUILD)/obj/tests/shim_smoke.o $(BUILD)/obj/bench/sp
 shim-check: $(BUILD)/bench/shim_smoke
 	$(BUILD)/bench/shim_smoke --benchmark_min_time=0.001 \
 	    --benchmark_out=$(BUILD)/bench/shim_smoke.json --benchmark_out_format=json >/dev/null
-	python3 bench/report.py --verify $(BUILD)/bench/shim_smoke.json \
+	python3 bench/report.py $(BUILD)/bench/shim_smoke.json --verify \
 	    'smoke/spin/threads:1' 'smoke/spin/threads:2' 'smoke/arg/16/threads:1' \
 	    'smoke/arg/64/threads:1' --counter smoke/spin/threads:2=per_thread_ops \
 	    --counter smoke/arg/16/threads:1=bytes_rate
@@ -147,11 +148,11 @@ bench: deps
 	$(MAKE) bench-run
 
 bench-run: $(BUILD)/bench/spbench_run
-	@mkdir -p bench/results
+	@mkdir -p $(RESULTS)
 	$(BUILD)/bench/spbench_run --benchmark_filter='$(BENCH_FILTER)' \
 	    $(if $(BENCH_MIN_TIME),--benchmark_min_time=$(BENCH_MIN_TIME)) \
-	    --benchmark_out=bench/results/bench.json --benchmark_out_format=json
-	python3 bench/report.py bench/results/bench.json --out bench/results
+	    --benchmark_out=$(RESULTS)/bench.json --benchmark_out_format=json
+	python3 bench/report.py $(RESULTS)/bench.json --out $(RESULTS)
 
 # ---------------------------------------------------------------- install
 
@@ -199,7 +200,7 @@ DEB_PKGS := libjemalloc-dev check libsubunit-dev libbenchmark-dev libck-dev gnup
 deps:
 	@missing=$$(dpkg-query -W -f='$${db:Status-Abbrev} $${Package}\n' $(DEB_PKGS) 2>/dev/null \
 	    | awk '$$1 != "ii" {print $$2}'); \
-	 for p in $(DEB_PKGS); do dpkg-query -W -f='' $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	 for p in $(DEB_PKGS); do dpkg-query -W $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	 missing=$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' '); \
 	 if [ -n "$${missing% }" ]; then \
 	   if [ "$$(id -u)" = 0 ]; then \

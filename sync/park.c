@@ -2,7 +2,6 @@
  * sync/park.c - futex parking with absolute monotonic deadlines, and the
  * bounded spin that precedes it.  See park.h for the contract.
  */
-#define _GNU_SOURCE
 #include "park.h"
 
 #include <errno.h>
