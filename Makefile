@@ -63,7 +63,7 @@ EXAMPLES     := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRCS))
 STATIC := $(BUILD)/libsyncpool.a
 SHARED := $(BUILD)/libsyncpool.so.$(VERSION)
 
-.PHONY: all lib test test-run test-tsan test-asan bench bench-run examples install \
+.PHONY: all lib test test-run test-tsan test-asan bench bench-run bench-build examples install \
         install-check shim-check deps clean
 
 all: lib
@@ -102,7 +102,7 @@ test-run: $(BUILD)/tests/run
 	$(BUILD)/tests/run
 	CK_RUN_SUITE=pool GLIBC_TUNABLES=glibc.pthread.rseq=0 $(BUILD)/tests/run
 
-test: deps lib test-run examples shim-check install-check
+test: deps lib test-run examples shim-check bench-build install-check
 	@for e in $(EXAMPLES); do echo "== $$e --test"; $$e --test || exit 1; done
 	@echo "make test: all passed"
 
@@ -146,6 +146,12 @@ $(BUILD)/bench/spbench_run: $(BENCH_OBJS) $(STATIC)
 
 bench: deps
 	$(MAKE) bench-run
+
+# Built (and its registrations listed) by make test, so a benchmark that no
+# longer compiles fails the tests, not the next person's make bench.
+bench-build: $(BUILD)/bench/spbench_run
+	$(BUILD)/bench/spbench_run --benchmark_list_tests > $(BUILD)/bench/list.txt
+	@echo "bench-build: $$(wc -l < $(BUILD)/bench/list.txt) benchmark runs registered"
 
 bench-run: $(BUILD)/bench/spbench_run
 	@mkdir -p $(RESULTS)
