@@ -24,6 +24,11 @@
  *	if (err) return err;                  // already done: not registered
  *	while (!granted && !(word & CANCELLED)) sp_park_wait(&w.word, seen, -1);
  *	sp_ctx_watch_remove(ctx, &w.watch);   // after it returns, w may die
+ *
+ * fn runs with no lock of the context held (the canceller detaches the whole
+ * watch list under the context's lock, then calls each fn), so fn may take
+ * the waiter's own locks; it must not call sp_ctx_watch_remove on its own
+ * watch (that waits for fn to return).
  */
 #ifndef SP_SYNC_CTX_INTERNAL_H
 #define SP_SYNC_CTX_INTERNAL_H
@@ -42,23 +47,73 @@ struct sp_ctx_watch {
 	/* All fields are owned by the ctx module between add and remove. */
 	sp_ctx_watch *next, *prev;
 	void (*fn)(sp_ctx_watch *w);
-	_Atomic uint32_t state;
+	_Atomic uint32_t state; /* SP_WATCH_* below */
+};
+
+/*
+ * Watch states.  IDLE: not registered (never, removed, or add failed).
+ * REGISTERED: on the context's list (set and cleared under its lock).
+ * FIRING: detached by the canceller, fn running or about to; WAITED: the
+ * same, with a remover parked on `state` for the end of fn.  DONE: fn has
+ * returned (or, for the ctx module's own child links, the link was taken
+ * over by the canceller).
+ */
+enum {
+	SP_WATCH_IDLE = 0,
+	SP_WATCH_REGISTERED = 1,
+	SP_WATCH_FIRING = 2,
+	SP_WATCH_WAITED = 3,
+	SP_WATCH_DONE = 4,
 };
 
 /*
  * Registers w on c.  Returns 0 when registered (or when c can never be done:
- * NULL, background, or a chain with no cancel/deadline - then nothing is
- * registered and remove is a cheap no-op); returns c's error (ECANCELED or
- * ETIMEDOUT) when c is already done - w is then not registered and fn is
- * never called.  Never blocks (it may take the context's internal lock).
+ * NULL or background - then nothing is registered and remove is a cheap
+ * no-op); returns c's error (ECANCELED or ETIMEDOUT) when c is already done -
+ * w is then not registered and fn is never called.  Never blocks (it may take
+ * the context's internal lock).  Every context made by a with_* call can be
+ * done (value contexts are cancellable too), so only NULL/background skip
+ * registration.  The caller must hold a handle on c until remove returns.
  */
 int sp_ctx_watch_add(sp_ctx *c, sp_ctx_watch *w, void (*fn)(sp_ctx_watch *w));
 
 /*
  * Unregisters w.  Returns true if w was removed before fn was called (fn will
- * never run), false if fn has been called - and then only after fn has
- * returned, so the caller may free w as soon as this returns.
+ * never run) - also when w was never registered - false if fn has been
+ * called - and then only after fn has returned, so the caller may free w as
+ * soon as this returns.  May wait (parked) for a running fn; never otherwise
+ * blocks.  Calling it again after it returned is harmless.
  */
 bool sp_ctx_watch_remove(sp_ctx *c, sp_ctx_watch *w);
+
+/*
+ * sp_ilock - a tiny internal lock on the parking layer (Drepper's three-state
+ * futex mutex, "Futexes are tricky", mutex2): 0 free, 1 locked, 2 locked with
+ * possible sleepers.  A bounded spin precedes the park.  Used for the short
+ * critical sections of contexts, the timer heap and the semaphore queue; it
+ * is independent of sp_mutex so those modules do not depend on its tuning.
+ * Zero value: unlocked.  Not recursive; any thread may unlock.
+ */
+typedef struct sp_ilock {
+	_Atomic uint32_t v;
+} sp_ilock;
+
+void sp_ilock_lock_slow(sp_ilock *l);
+
+static inline void sp_ilock_lock(sp_ilock *l)
+{
+	uint32_t z = 0;
+	if (!atomic_compare_exchange_strong_explicit(&l->v, &z, 1, memory_order_acquire,
+						     memory_order_relaxed))
+		sp_ilock_lock_slow(l);
+}
+
+void sp_ilock_wake(sp_ilock *l);
+
+static inline void sp_ilock_unlock(sp_ilock *l)
+{
+	if (atomic_exchange_explicit(&l->v, 0, memory_order_release) == 2)
+		sp_ilock_wake(l);
+}
 
 #endif /* SP_SYNC_CTX_INTERNAL_H */

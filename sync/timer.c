@@ -1,0 +1,176 @@
+/*
+ * sync/timer.c - the shared deadline thread: a min-heap of sp_timer under
+ * one small lock, served by one lazily started detached thread.  See timer.h.
+ *
+ * Wake protocol: the thread reads `seq` under the lock, records the deadline
+ * it will sleep until in `sleep_until`, drops the lock and parks on `seq`
+ * with that deadline.  An add that lands earlier than `sleep_until` bumps
+ * `seq` under the lock (so a thread between unlock and park sees a changed
+ * word and does not sleep) and wakes it after unlocking.  While the thread
+ * is awake `sleep_until` is INT64_MIN: it will look at the heap again anyway.
+ */
+#include "timer.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+
+#include "ctx_internal.h"
+#include "park.h"
+
+static struct {
+	sp_ilock lock;
+	_Atomic uint32_t seq;   /* bumped to wake the thread early             */
+	bool started;
+	int64_t sleep_until;    /* what the parked thread waits for            */
+	sp_timer **heap;
+	int32_t n, cap;
+} T;
+
+static void heap_set(int32_t i, sp_timer *t)
+{
+	T.heap[i] = t;
+	t->idx = i;
+}
+
+static void sift_up(int32_t i)
+{
+	sp_timer *t = T.heap[i];
+	while (i > 0) {
+		int32_t p = (i - 1) / 2;
+		if (T.heap[p]->when <= t->when)
+			break;
+		heap_set(i, T.heap[p]);
+		i = p;
+	}
+	heap_set(i, t);
+}
+
+static void sift_down(int32_t i)
+{
+	sp_timer *t = T.heap[i];
+	for (;;) {
+		int32_t c = 2 * i + 1;
+		if (c >= T.n)
+			break;
+		if (c + 1 < T.n && T.heap[c + 1]->when < T.heap[c]->when)
+			c++;
+		if (t->when <= T.heap[c]->when)
+			break;
+		heap_set(i, T.heap[c]);
+		i = c;
+	}
+	heap_set(i, t);
+}
+
+/* Takes the entry at i off the heap (lock held). */
+static void heap_delete(int32_t i)
+{
+	sp_timer *t = T.heap[i];
+	T.n--;
+	if (i != T.n) {
+		heap_set(i, T.heap[T.n]);
+		if (i > 0 && T.heap[(i - 1) / 2]->when > T.heap[i]->when)
+			sift_up(i);
+		else
+			sift_down(i);
+	}
+	t->idx = -1;
+}
+
+static void *timer_main(void *arg)
+{
+	(void)arg;
+	sp_ilock_lock(&T.lock);
+	for (;;) {
+		if (T.n > 0 && T.heap[0]->when <= sp_now_ns()) {
+			sp_timer *t = T.heap[0];
+			heap_delete(0);
+			T.sleep_until = INT64_MIN;
+			sp_ilock_unlock(&T.lock);
+			t->fire(t);
+			sp_ilock_lock(&T.lock);
+			continue;
+		}
+		int64_t until = T.n > 0 ? T.heap[0]->when : -1;
+		T.sleep_until = T.n > 0 ? until : INT64_MAX;
+		uint32_t seq = atomic_load_explicit(&T.seq, memory_order_relaxed);
+		sp_ilock_unlock(&T.lock);
+		sp_park_wait(&T.seq, seq, until);
+		sp_ilock_lock(&T.lock);
+		T.sleep_until = INT64_MIN;
+	}
+	return NULL;
+}
+
+/* Starts the thread with every signal blocked (lock held). */
+static int timer_start(void)
+{
+	pthread_attr_t attr;
+	pthread_t th;
+	sigset_t all, old;
+
+	if (pthread_attr_init(&attr) != 0)
+		return EAGAIN;
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int r = pthread_create(&th, &attr, timer_main, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	if (r != 0)
+		return EAGAIN;
+	T.started = true;
+	T.sleep_until = INT64_MIN;
+	return 0;
+}
+
+int sp_timer_add(sp_timer *t)
+{
+	bool wake = false;
+
+	sp_ilock_lock(&T.lock);
+	if (!T.started) {
+		int r = timer_start();
+		if (r) {
+			sp_ilock_unlock(&T.lock);
+			return r;
+		}
+	}
+	if (T.n == T.cap) {
+		int32_t cap = T.cap ? T.cap * 2 : 64;
+		sp_timer **h = realloc(T.heap, (size_t)cap * sizeof *h);
+		if (!h) {
+			sp_ilock_unlock(&T.lock);
+			return ENOMEM;
+		}
+		T.heap = h;
+		T.cap = cap;
+	}
+	T.n++;
+	heap_set(T.n - 1, t);
+	sift_up(T.n - 1);
+	if (t->when < T.sleep_until) {
+		T.sleep_until = t->when;
+		atomic_fetch_add_explicit(&T.seq, 1, memory_order_relaxed);
+		wake = true;
+	}
+	sp_ilock_unlock(&T.lock);
+	if (wake)
+		sp_park_wake_one(&T.seq);
+	return 0;
+}
+
+bool sp_timer_remove(sp_timer *t)
+{
+	bool removed = false;
+
+	sp_ilock_lock(&T.lock);
+	if (t->idx >= 0) {
+		heap_delete(t->idx);
+		removed = true;
+	}
+	sp_ilock_unlock(&T.lock);
+	return removed;
+}

@@ -1,0 +1,39 @@
+/*
+ * sync/timer.h - the one shared deadline thread behind context deadlines.
+ *
+ * A single detached thread, started lazily by the first sp_timer_add, keeps a
+ * binary min-heap of armed timers ordered by `when` (absolute
+ * CLOCK_MONOTONIC ns).  It parks in sp_park_wait() on a sequence word with the
+ * earliest deadline as the futex timeout; adding a timer earlier than the one
+ * it sleeps for bumps the word and wakes it.  Each timer records its heap
+ * index, so removing it (a context cancelled before its deadline) is
+ * O(log n) and keeps the heap from filling with dead entries.
+ *
+ * fire(t) runs on the timer thread with no lock held, after t was taken off
+ * the heap; whoever takes a timer off the heap (the timer thread, or a
+ * successful sp_timer_remove) owns what it stands for.  Not fork-safe.
+ */
+#ifndef SP_SYNC_TIMER_H
+#define SP_SYNC_TIMER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct sp_timer sp_timer;
+struct sp_timer {
+	int64_t when;               /* absolute deadline; set before add          */
+	void (*fire)(sp_timer *t);  /* called once on the timer thread            */
+	int32_t idx;                /* heap index, -1 off the heap (timer lock)   */
+};
+
+/* Arms t.  0, or ENOMEM (heap growth) / EAGAIN (thread could not start). */
+int sp_timer_add(sp_timer *t);
+
+/*
+ * Disarms t.  True if t was on the heap and is now off it (fire will not
+ * run); false if it was not armed or the timer thread already took it (fire
+ * runs or has run).  Never blocks beyond the heap lock.
+ */
+bool sp_timer_remove(sp_timer *t);
+
+#endif /* SP_SYNC_TIMER_H */
