@@ -10,5 +10,7 @@
 #define SYNCPOOL_H
 
 #include "syncpool/ctx.h"
+#include "syncpool/once.h"
+#include "syncpool/waitgroup.h"
 
 #endif /* SYNCPOOL_H */

@@ -1,0 +1,75 @@
+/*
+ * syncpool/waitgroup.h - wait for a collection of threads to finish (Go's
+ * sync.WaitGroup).
+ *
+ * A WaitGroup holds a counter.  sp_waitgroup_add(wg, n) before starting n
+ * pieces of work, sp_waitgroup_done(wg) as each finishes, and
+ * sp_waitgroup_wait(wg) blocks until the counter is zero.
+ *
+ *	sp_waitgroup wg = SP_WAITGROUP_INIT;
+ *	for (int i = 0; i < n; i++) { sp_waitgroup_add(&wg, 1); start(work, &wg); }
+ *	sp_waitgroup_wait(&wg);        // every work item has called done
+ *
+ * The zero value is an empty group, ready to use (static, {0}, calloc or
+ * SP_WAITGROUP_INIT).  A WaitGroup must not be copied after first use.
+ *
+ * Memory ordering: every sp_waitgroup_done (and every add with a negative
+ * delta) happens before the return of any sp_waitgroup_wait it unblocks.
+ *
+ * Reuse: once a Wait has returned, the group may be used again for a new set
+ * of work (as a reusable barrier).  As in Go, an add with a positive delta
+ * that starts a new round (counter 0 -> positive) must happen before the
+ * corresponding Wait, not concurrently with Waits of the previous round; the
+ * library detects the cheap cases and reports them as fatal misuse.
+ *
+ * Layout (fixed ABI, 8 bytes, 8-byte aligned): one 64-bit state word,
+ *	bits 63..32  the counter, a signed 32-bit value;
+ *	bits 31..1   the generation, bumped each time Wait-ers are released;
+ *	bit  0       set while at least one thread waits.
+ * The low 32-bit half is also the futex word the waiters sleep on (a waiter
+ * sleeps until the generation changes), so "counter reached zero" and "wake
+ * the waiters of this round" are one atomic step and a late waiter can never
+ * confuse two rounds.
+ */
+#ifndef SYNCPOOL_WAITGROUP_H
+#define SYNCPOOL_WAITGROUP_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sp_waitgroup {
+	/* private: counter << 32 | generation << 1 | waiters; see above */
+	uint64_t state_ __attribute__((aligned(8)));
+} sp_waitgroup;
+
+/* The zero value: an empty group. */
+#define SP_WAITGROUP_INIT { 0 }
+
+/*
+ * Adds delta (which may be negative) to the counter.  When the counter
+ * reaches zero every thread blocked in sp_waitgroup_wait is released.
+ * Never blocks.  Fatal ("syncpool: fatal: waitgroup: negative counter") if
+ * the counter would go below zero; fatal if it would exceed INT32_MAX
+ * ("counter overflow"); fatal ("add called concurrently with wait") when a
+ * positive add starts a new round while threads still wait on the old one.
+ */
+void sp_waitgroup_add(sp_waitgroup *wg, int64_t delta);
+
+/* sp_waitgroup_add(wg, -1).  Fatal if the counter would go negative. */
+void sp_waitgroup_done(sp_waitgroup *wg);
+
+/*
+ * Blocks until the counter is zero; returns at once if it already is.
+ * Parks (futex) rather than spinning; any number of threads may wait.
+ * Synchronizes with every done/add that brought the counter to zero.
+ */
+void sp_waitgroup_wait(sp_waitgroup *wg);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SYNCPOOL_WAITGROUP_H */
