@@ -12,5 +12,6 @@
 #include "syncpool/ctx.h"
 #include "syncpool/once.h"
 #include "syncpool/waitgroup.h"
+#include "syncpool/mutex.h"
 
 #endif /* SYNCPOOL_H */
