@@ -13,5 +13,6 @@
 #include "syncpool/once.h"
 #include "syncpool/waitgroup.h"
 #include "syncpool/mutex.h"
+#include "syncpool/flight.h"
 
 #endif /* SYNCPOOL_H */
