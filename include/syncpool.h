@@ -12,6 +12,7 @@
 #include "syncpool/ctx.h"
 #include "syncpool/once.h"
 #include "syncpool/waitgroup.h"
+#include "syncpool/errgroup.h"
 #include "syncpool/mutex.h"
 #include "syncpool/flight.h"
 

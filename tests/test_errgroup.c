@@ -1,0 +1,382 @@
+/* tests/test_errgroup.c - sp_errgroup (sync/errgroup.c, sync/workers.c): Go's errgroup tests. */
+#include "sptest.h"
+#include "syncpool/ctx.h"
+#include "syncpool/errgroup.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "common.h"
+
+static int ret_code(void *arg)
+{
+	return (int)(intptr_t)arg;
+}
+
+/* Go's TestZeroGroup: Wait after each Go returns the first error so far. */
+START_TEST(test_errgroup_zero_group)
+{
+	static const int cases[][3] = {
+		{ -1 }, { 0, -1 }, { 1, -1 }, { 1, 0, -1 }, { 1, 0, 2 },
+	};
+	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+		sp_errgroup *g = sp_errgroup_create(NULL, NULL);
+		ck_assert_ptr_nonnull(g);
+		int first = 0;
+		for (int i = 0; i < 3 && cases[c][i] >= 0; i++) {
+			int e = cases[c][i];
+			ck_assert_int_eq(sp_errgroup_go(g, ret_code, (void *)(intptr_t)e), 0);
+			if (first == 0)
+				first = e;
+			ck_assert_int_eq(sp_errgroup_wait(g), first);
+		}
+		ck_assert_int_eq(sp_errgroup_wait(g), first);
+		sp_errgroup_destroy(g);
+	}
+	sp_errgroup_destroy(NULL);
+}
+END_TEST
+
+/* Go's TestWithContext: Wait returns the error and the context is done. */
+START_TEST(test_errgroup_with_context)
+{
+	static const int cases[][3] = { { -1 }, { 0, -1 }, { EIO, -1 }, { EIO, 0, -1 } };
+	static const int want[] = { 0, 0, EIO, EIO };
+	for (size_t c = 0; c < 4; c++) {
+		sp_ctx *ctx = NULL;
+		sp_errgroup *g = sp_errgroup_create(NULL, &ctx);
+		ck_assert_ptr_nonnull(g);
+		ck_assert_ptr_nonnull(ctx);
+		ck_assert_int_eq(sp_ctx_err(ctx), 0);
+		for (int i = 0; i < 3 && cases[c][i] >= 0; i++)
+			ck_assert_int_eq(sp_errgroup_go(g, ret_code, (void *)(intptr_t)cases[c][i]), 0);
+		ck_assert_int_eq(sp_errgroup_wait(g), want[c]);
+		ck_assert_int_eq(sp_ctx_err(ctx), ECANCELED); /* Wait cancels */
+		sp_errgroup_destroy(g);
+	}
+}
+END_TEST
+
+/* The first error cancels the context while other tasks still run. */
+static int wait_ctx_task(void *arg)
+{
+	sp_ctx *ctx = arg;
+	return sp_ctx_wait(ctx, SPTEST_S(10)) ? 0 : ETIMEDOUT;
+}
+
+START_TEST(test_errgroup_first_error_cancels)
+{
+	sp_ctx *parent = NULL, *ctx = NULL;
+	ck_assert_int_eq(sp_ctx_with_cancel(NULL, &parent), 0);
+	sp_errgroup *g = sp_errgroup_create(parent, &ctx);
+	ck_assert_ptr_nonnull(g);
+	for (int i = 0; i < 8; i++)
+		ck_assert_int_eq(sp_errgroup_go(g, wait_ctx_task, ctx), 0);
+	sptest_sleep_ns(SPTEST_MS(10));
+	ck_assert_int_eq(sp_ctx_err(ctx), 0);
+	ck_assert_int_eq(sp_errgroup_go(g, ret_code, (void *)(intptr_t)EPIPE), 0);
+	ck_assert_int_eq(sp_errgroup_wait(g), EPIPE); /* the waiters all woke */
+	ck_assert_int_eq(sp_ctx_err(parent), 0);      /* a child never cancels its parent */
+	sp_errgroup_destroy(g);
+	sp_ctx_release(parent);
+}
+END_TEST
+
+/* The parent's cancellation reaches the group's context. */
+START_TEST(test_errgroup_parent_cancel)
+{
+	sp_ctx *parent = NULL, *ctx = NULL;
+	ck_assert_int_eq(sp_ctx_with_cancel(NULL, &parent), 0);
+	sp_errgroup *g = sp_errgroup_create(parent, &ctx);
+	ck_assert_ptr_nonnull(g);
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(sp_errgroup_go(g, wait_ctx_task, ctx), 0);
+	sp_ctx_cancel(parent);
+	ck_assert_int_eq(sp_errgroup_wait(g), 0);
+	ck_assert_int_eq(sp_ctx_err(ctx), ECANCELED);
+	sp_errgroup_destroy(g);
+	sp_ctx_release(parent);
+}
+END_TEST
+
+/* Go's TestTryGo. */
+struct chan {
+	_Atomic int tokens; /* sends not yet received */
+	_Atomic int release; /* receives allowed */
+};
+static struct chan tch;
+
+static int chan_send(void *arg)
+{
+	(void)arg;
+	/* Blocks until a receiver takes this send (an unbuffered channel). */
+	for (;;) {
+		int r = atomic_load(&tch.release);
+		if (r > 0 && atomic_compare_exchange_weak(&tch.release, &r, r - 1))
+			break;
+		sptest_sleep_ns(100000);
+	}
+	atomic_fetch_add(&tch.tokens, 1);
+	return 0;
+}
+
+START_TEST(test_errgroup_try_go)
+{
+	sp_errgroup *g = sp_errgroup_create(NULL, NULL);
+	const int n = 42;
+	sp_errgroup_set_limit(g, 42);
+	for (int i = 0; i < n; i++)
+		ck_assert_msg(sp_errgroup_try_go(g, chan_send, NULL), "TryGo failed at %d", i);
+	ck_assert_msg(!sp_errgroup_try_go(g, chan_send, NULL), "TryGo succeeded at the limit");
+	atomic_fetch_add(&tch.release, n);
+	ck_assert_int_eq(sp_errgroup_wait(g), 0);
+	ck_assert_int_eq(atomic_load(&tch.tokens), n);
+
+	ck_assert(sp_errgroup_try_go(g, chan_send, NULL));
+	atomic_fetch_add(&tch.release, 1);
+	ck_assert_int_eq(sp_errgroup_wait(g), 0);
+
+	/* Switch limit. */
+	sp_errgroup_set_limit(g, 1);
+	ck_assert(sp_errgroup_try_go(g, chan_send, NULL));
+	ck_assert(!sp_errgroup_try_go(g, chan_send, NULL));
+	atomic_fetch_add(&tch.release, 1);
+	ck_assert_int_eq(sp_errgroup_wait(g), 0);
+
+	/* Block all calls. */
+	sp_errgroup_set_limit(g, 0);
+	for (int i = 0; i < 1 << 10; i++)
+		ck_assert(!sp_errgroup_try_go(g, chan_send, NULL));
+	ck_assert_int_eq(sp_errgroup_go(g, chan_send, NULL), EAGAIN);
+	ck_assert_int_eq(sp_errgroup_wait(g), 0);
+	ck_assert_int_eq(atomic_load(&tch.tokens), n + 2);
+	sp_errgroup_set_limit(g, -1);
+	sp_errgroup_destroy(g);
+}
+END_TEST
+
+/* Go's TestGoLimit: never more than the limit active. */
+enum { GO_LIMIT = 10 };
+static _Atomic int active, max_active;
+
+static int limited_task(void *arg)
+{
+	(void)arg;
+	int n = atomic_fetch_add(&active, 1) + 1;
+	int m = atomic_load(&max_active);
+	while (n > m && !atomic_compare_exchange_weak(&max_active, &m, n))
+		;
+	if (n > GO_LIMIT)
+		return E2BIG;
+	sptest_sleep_ns(1000);
+	atomic_fetch_sub(&active, 1);
+	return 0;
+}
+
+START_TEST(test_errgroup_go_limit)
+{
+	sp_errgroup *g = sp_errgroup_create(NULL, NULL);
+	sp_errgroup_set_limit(g, GO_LIMIT);
+	int n = SP_TSAN ? 1 << 8 : 1 << 10;
+	for (int i = 0; i <= n; i++)
+		ck_assert_int_eq(sp_errgroup_go(g, limited_task, NULL), 0);
+	ck_assert_int_eq(sp_errgroup_wait(g), 0);
+	ck_assert_int_le(atomic_load(&max_active), GO_LIMIT);
+	ck_assert_int_ge(atomic_load(&max_active), 1);
+	sp_errgroup_destroy(g);
+}
+END_TEST
+
+/* Changing the limit while limited tasks run is fatal, as in Go. */
+static _Atomic int hold_release;
+static int hold_task(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&hold_release))
+		sptest_sleep_ns(SPTEST_MS(1));
+	return 0;
+}
+
+START_TEST(test_errgroup_set_limit_active)
+{
+	sp_errgroup *g = sp_errgroup_create(NULL, NULL);
+	sp_errgroup_set_limit(g, 2);
+	ck_assert_int_eq(sp_errgroup_go(g, hold_task, NULL), 0);
+	sp_errgroup_set_limit(g, 3); /* fatal */
+}
+END_TEST
+
+/* 10 000 tiny tasks with limit 4 run on few, reused threads. */
+enum { MAX_TIDS = 64 };
+static pthread_t tids[MAX_TIDS];
+static int ntids;
+static _Atomic int tid_lock, tid_overflow, tiny_count;
+
+static int tiny_task(void *arg)
+{
+	(void)arg;
+	pthread_t self = pthread_self();
+	int z = 0;
+	while (!atomic_compare_exchange_weak(&tid_lock, &z, 1))
+		z = 0;
+	int i;
+	for (i = 0; i < ntids; i++)
+		if (pthread_equal(tids[i], self))
+			break;
+	if (i == ntids) {
+		if (ntids < MAX_TIDS)
+			tids[ntids++] = self;
+		else
+			atomic_store(&tid_overflow, 1);
+	}
+	atomic_store(&tid_lock, 0);
+	atomic_fetch_add(&tiny_count, 1);
+	return 0;
+}
+
+START_TEST(test_errgroup_reuses_threads)
+{
+	int n = SP_TSAN ? 2000 : 10000;
+	sp_errgroup *g = sp_errgroup_create(NULL, NULL);
+	sp_errgroup_set_limit(g, 4);
+	for (int i = 0; i < n; i++)
+		ck_assert_int_eq(sp_errgroup_go(g, tiny_task, NULL), 0);
+	ck_assert_int_eq(sp_errgroup_wait(g), 0);
+	ck_assert_int_eq(atomic_load(&tiny_count), n);
+	ck_assert_int_eq(atomic_load(&tid_overflow), 0);
+	/* 4 at a time; a few more may be made while a finished one goes idle. */
+	if (getenv("SPTEST_VERBOSE")) fprintf(stderr, "errgroup: %d tasks ran on %d threads\n", n, ntids);
+	ck_assert_msg(ntids <= 8, "%d distinct threads ran %d tasks with limit 4", ntids, n);
+	sp_errgroup_destroy(g);
+}
+END_TEST
+
+/* Tasks run at once: they may wait for each other (no queueing behind a blocked task). */
+static _Atomic int rendezvous;
+static int meet_task(void *arg)
+{
+	int n = (int)(intptr_t)arg;
+	atomic_fetch_add(&rendezvous, 1);
+	int64_t end = sptest_now_ns() + SPTEST_S(10);
+	while (atomic_load(&rendezvous) < n)
+		if (sptest_now_ns() > end)
+			return ETIMEDOUT;
+		else
+			sptest_sleep_ns(100000);
+	return 0;
+}
+
+START_TEST(test_errgroup_tasks_run_at_once)
+{
+	enum { N = 64 };
+	sp_errgroup *g = sp_errgroup_create(NULL, NULL);
+	for (int i = 0; i < N; i++)
+		ck_assert_int_eq(sp_errgroup_go(g, meet_task, (void *)(intptr_t)N), 0);
+	ck_assert_int_eq(sp_errgroup_wait(g), 0);
+	sp_errgroup_destroy(g);
+}
+END_TEST
+
+/* Nested: tasks start tasks in the same group; destroy waits for them. */
+static sp_errgroup *nest_g;
+static _Atomic int nest_count;
+static int nest_leaf(void *arg)
+{
+	(void)arg;
+	atomic_fetch_add(&nest_count, 1);
+	return 0;
+}
+static int nest_task(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 10; i++)
+		if (sp_errgroup_go(nest_g, nest_leaf, NULL) != 0)
+			return EIO;
+	atomic_fetch_add(&nest_count, 1);
+	return 0;
+}
+
+START_TEST(test_errgroup_nested)
+{
+	nest_g = sp_errgroup_create(NULL, NULL);
+	for (int i = 0; i < 10; i++)
+		ck_assert_int_eq(sp_errgroup_go(nest_g, nest_task, NULL), 0);
+	ck_assert_int_eq(sp_errgroup_wait(nest_g), 0);
+	ck_assert_int_eq(atomic_load(&nest_count), 110);
+	sp_errgroup_destroy(nest_g);
+}
+END_TEST
+
+/* Several threads drive their own groups at once (the worker pool is shared). */
+static void *group_driver(void *arg)
+{
+	(void)arg;
+	int rounds = SP_TSAN ? 5 : 30;
+	for (int r = 0; r < rounds; r++) {
+		sp_ctx *ctx;
+		sp_errgroup *g = sp_errgroup_create(NULL, &ctx);
+		ck_assert_ptr_nonnull(g);
+		if (r & 1)
+			sp_errgroup_set_limit(g, 3);
+		for (int i = 0; i < 20; i++)
+			ck_assert_int_eq(sp_errgroup_go(g, ret_code, (void *)(intptr_t)(i == 7 ? EIO : 0)), 0);
+		ck_assert_int_eq(sp_errgroup_wait(g), EIO);
+		ck_assert_int_eq(sp_ctx_err(ctx), ECANCELED);
+		sp_errgroup_destroy(g);
+	}
+	return NULL;
+}
+
+START_TEST(test_errgroup_many_groups)
+{
+	sptest_run_threads(8, group_driver, NULL, 0, SPTEST_S(30));
+}
+END_TEST
+
+/* Destroy without wait joins the running tasks. */
+static _Atomic int slow_done;
+static int slow_task(void *arg)
+{
+	(void)arg;
+	sptest_sleep_ns(SPTEST_MS(20));
+	atomic_fetch_add(&slow_done, 1);
+	return 0;
+}
+
+START_TEST(test_errgroup_destroy_joins)
+{
+	sp_errgroup *g = sp_errgroup_create(NULL, NULL);
+	for (int i = 0; i < 5; i++)
+		ck_assert_int_eq(sp_errgroup_go(g, slow_task, NULL), 0);
+	sp_errgroup_destroy(g);
+	ck_assert_int_eq(atomic_load(&slow_done), 5);
+}
+END_TEST
+
+static Suite *errgroup_suite(void)
+{
+	Suite *s = suite_create("errgroup");
+	TCase *tc = tcase_create("core");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_errgroup_zero_group);
+	tcase_add_test(tc, test_errgroup_with_context);
+	tcase_add_test(tc, test_errgroup_first_error_cancels);
+	tcase_add_test(tc, test_errgroup_parent_cancel);
+	tcase_add_test(tc, test_errgroup_try_go);
+	tcase_add_test(tc, test_errgroup_go_limit);
+	tcase_add_test(tc, test_errgroup_reuses_threads);
+	tcase_add_test(tc, test_errgroup_tasks_run_at_once);
+	tcase_add_test(tc, test_errgroup_nested);
+	tcase_add_test(tc, test_errgroup_many_groups);
+	tcase_add_test(tc, test_errgroup_destroy_joins);
+	suite_add_tcase(s, tc);
+	TCase *td = tcase_create("death");
+	tcase_set_timeout(td, 10);
+	tcase_add_test_raise_signal(td, test_errgroup_set_limit_active, SIGABRT);
+	suite_add_tcase(s, td);
+	return s;
+}
+SPTEST_SUITE(errgroup_suite)
