@@ -15,5 +15,6 @@
 #include "syncpool/errgroup.h"
 #include "syncpool/mutex.h"
 #include "syncpool/flight.h"
+#include "syncpool/sema.h"
 
 #endif /* SYNCPOOL_H */
