@@ -8,7 +8,8 @@
  * the waiters.  What differs:
  *
  * - The map is 64 shards, each a small open-addressing table (linear
- *   probing, backward-shift deletion, grows at 1/2 full and shrinks at 1/8)
+ *   probing, backward-shift deletion, grows at 1/2 full and shrinks when it
+ *   stays under 1/8)
  *   under its own short futex lock.  No lock is held while fn runs.
  * - Keys are byte strings hashed with a per-process random seed (a folded
  *   128-bit multiply hash in the wyhash family, as Go's runtime uses for
@@ -99,6 +100,7 @@ struct shard {
 	uint32_t count;                         /* records in the table           */
 	uint32_t mask;                          /* table capacity - 1             */
 	uint32_t nfree;                         /* records in free                */
+	uint32_t lowrun;                        /* removals in a row leaving it < 1/8 full */
 	struct slot *slots;                     /* inl_slots or a heap array      */
 	struct rec *free;                       /* the pool; under the lock       */
 	_Atomic(struct rec *) returned;         /* released records, pushed lock-free */
@@ -327,8 +329,19 @@ static void table_remove(struct shard *s, struct rec *r)
 	s->slots[i].rec = NULL;
 	s->count--;
 	r->in_table = false;
-	if (mask + 1 > MIN_CAP && s->count * 8 < mask + 1)
-		(void)table_resize(s, (mask + 1) / 2); /* failure leaves the larger table */
+	/*
+	 * Shrink once the table has stayed under 1/8 full for 4 x capacity
+	 * removals in a row, so that a load swinging around one size never
+	 * reallocates on every call: resizes stay amortized over many calls.
+	 */
+	if (mask + 1 > MIN_CAP && s->count * 8 < mask + 1) {
+		if (++s->lowrun >= 4 * (mask + 1)) {
+			s->lowrun = 0;
+			(void)table_resize(s, (mask + 1) / 2); /* failure leaves the larger table */
+		}
+	} else {
+		s->lowrun = 0;
+	}
 }
 
 /* ------------------------------------------------------------------ pool */
@@ -461,6 +474,18 @@ SP_API void sp_flight_destroy(sp_flight *g)
 			free(s->slots);
 	}
 	free(g);
+}
+
+uint64_t sp_flight_stat_slots(sp_flight *g)
+{
+	uint64_t n = 0;
+	for (unsigned i = 0; i < NSHARDS; i++) {
+		struct shard *s = &g->shards[i];
+		shard_lock(s);
+		n += s->mask + 1;
+		shard_unlock(s);
+	}
+	return n;
 }
 
 uint64_t sp_flight_stat_allocs(sp_flight *g)

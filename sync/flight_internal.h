@@ -16,4 +16,7 @@
  */
 uint64_t sp_flight_stat_allocs(sp_flight *g);
 
+/* Table slots over all shards (the tables grow and shrink). */
+uint64_t sp_flight_stat_slots(sp_flight *g);
+
 #endif /* SP_SYNC_FLIGHT_INTERNAL_H */

@@ -783,6 +783,12 @@ END_TEST
 
 /* ------------------------------------------------------------ many in flight; destroy; allocation */
 
+static int fn_key_val(void *arg, void **val)
+{
+	*val = arg;
+	return 0;
+}
+
 struct nest {
 	sp_flight *g;
 	int depth, max;
@@ -824,15 +830,18 @@ START_TEST(test_many_in_flight_and_destroy)
 	}
 	ck_assert_int_eq(atomic_load(&n.peak), 400);
 	ck_assert_int_eq(atomic_load(&freed), 3 * 400);
+	/* 400 calls in 64 shards grew some tables past 8 slots... */
+	ck_assert_uint_gt(sp_flight_stat_slots(n.g), 64 * 8);
+	/* ...and a long quiet stretch of single calls shrinks them back. */
+	for (int i = 0; i < 64 * 1024; i++) {
+		sp_flight_result r;
+		ck_assert_int_eq(sp_flight_do(n.g, &i, sizeof i, fn_key_val, NULL, NULL, &r), 0);
+		sp_flight_result_release(n.g, &r);
+	}
+	ck_assert_uint_eq(sp_flight_stat_slots(n.g), 64 * 8);
 	sp_flight_destroy(n.g); /* ASan: nothing leaks */
 }
 END_TEST
-
-static int fn_key_val(void *arg, void **val)
-{
-	*val = arg;
-	return 0;
-}
 
 START_TEST(test_steady_state_allocates_nothing)
 {
