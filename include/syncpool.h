@@ -13,6 +13,7 @@
 #include "syncpool/once.h"
 #include "syncpool/waitgroup.h"
 #include "syncpool/errgroup.h"
+#include "syncpool/cond.h"
 #include "syncpool/mutex.h"
 #include "syncpool/flight.h"
 #include "syncpool/sema.h"
