@@ -17,5 +17,6 @@
 #include "syncpool/mutex.h"
 #include "syncpool/flight.h"
 #include "syncpool/sema.h"
+#include "syncpool/rwmutex.h"
 
 #endif /* SYNCPOOL_H */

@@ -1,0 +1,499 @@
+/* tests/test_rwmutex.c - sp_rwmutex (sync/rwmutex.c): ports of Go's RWMutex tests and more. */
+#include "sptest.h"
+#include "common.h"
+#include "syncpool/rwmutex.h"
+
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#if SP_TSAN || SP_ASAN
+#define SCALE 8
+#else
+#define SCALE 1
+#endif
+
+static sp_rwmutex static_rw = SP_RWMUTEX_INIT;
+
+START_TEST(test_rwmutex_zero_value)
+{
+	ck_assert_uint_eq(sizeof(sp_rwmutex), 32);
+	sp_rwmutex rw = SP_RWMUTEX_INIT;
+	for (int i = 0; i < 3; i++) { /* unbiased, then biased */
+		sp_rwmutex_rlock(&rw);
+		sp_rwmutex_runlock(&rw);
+	}
+	sp_rwmutex_lock(&rw);
+	sp_rwmutex_unlock(&rw);
+	sp_rwmutex_rlock(&static_rw);
+	sp_rwmutex_runlock(&static_rw);
+	sp_rwmutex *h = calloc(1, sizeof *h);
+	ck_assert_ptr_nonnull(h);
+	ck_assert(sp_rwmutex_trylock(h));
+	sp_rwmutex_unlock(h);
+	free(h);
+}
+END_TEST
+
+START_TEST(test_rwmutex_try)
+{
+	sp_rwmutex rw = SP_RWMUTEX_INIT;
+	for (int round = 0; round < 3; round++) { /* bias off, on, revoked */
+		ck_assert(sp_rwmutex_tryrlock(&rw));
+		ck_assert(sp_rwmutex_tryrlock(&rw)); /* second one goes through the counter */
+		ck_assert(!sp_rwmutex_trylock(&rw));
+		sp_rwmutex_runlock(&rw);
+		ck_assert(!sp_rwmutex_trylock(&rw));
+		sp_rwmutex_runlock(&rw);
+		ck_assert(sp_rwmutex_trylock(&rw));
+		ck_assert(!sp_rwmutex_tryrlock(&rw));
+		ck_assert(!sp_rwmutex_trylock(&rw));
+		sp_rwmutex_unlock(&rw);
+	}
+	/* A failed trylock against a biased reader leaves the lock usable. */
+	sp_rwmutex_rlock(&rw);
+	sp_rwmutex_runlock(&rw);
+	sp_rwmutex_rlock(&rw);
+	ck_assert(!sp_rwmutex_trylock(&rw));
+	ck_assert(sp_rwmutex_tryrlock(&rw));
+	sp_rwmutex_runlock(&rw);
+	sp_rwmutex_runlock(&rw);
+	sp_rwmutex_lock(&rw);
+	sp_rwmutex_unlock(&rw);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- parallel readers */
+
+struct par {
+	sp_rwmutex rw;
+	_Atomic int inside;
+	int n;
+};
+
+static void *par_reader(void *arg)
+{
+	struct par *p = arg;
+	sp_rwmutex_rlock(&p->rw);
+	atomic_fetch_add(&p->inside, 1);
+	/* All n readers must hold the read lock at once (bounded by the join timeout). */
+	while (atomic_load(&p->inside) < p->n)
+		sptest_sleep_ns(100000);
+	sp_rwmutex_runlock(&p->rw);
+	return NULL;
+}
+
+/* Go's TestParallelReaders. */
+START_TEST(test_rwmutex_parallel_readers)
+{
+	static const int counts[] = { 1, 3, 4, 16 };
+	for (unsigned k = 0; k < sizeof counts / sizeof counts[0]; k++) {
+		struct par *p = calloc(1, sizeof *p);
+		ck_assert_ptr_nonnull(p);
+		p->n = counts[k];
+		sptest_run_threads(p->n, par_reader, p, 0, SPTEST_S(10));
+		ck_assert(sp_rwmutex_trylock(&p->rw));
+		sp_rwmutex_unlock(&p->rw);
+		free(p);
+	}
+}
+END_TEST
+
+/* ---------------------------------------------------------------- hammer */
+
+struct hammer {
+	sp_rwmutex rw;
+	_Atomic int activity;
+	long a, b;     /* plain: writers keep a == b; readers check it */
+	long writes;   /* plain, under the write lock */
+	int iters;
+	int write_every;
+};
+
+static void hammer_reader(struct hammer *h)
+{
+	int n = atomic_fetch_add(&h->activity, 1);
+	ck_assert_msg(n >= 0 && n < 10000, "reader saw activity %d", n);
+	ck_assert_int_eq(h->a, h->b);
+	for (int i = 0; i < 20; i++)
+		sp_cpu_relax();
+	atomic_fetch_sub(&h->activity, 1);
+}
+
+static void hammer_writer(struct hammer *h)
+{
+	int n = atomic_fetch_add(&h->activity, 10000);
+	ck_assert_msg(n == 0, "writer saw activity %d", n);
+	h->a++;
+	for (int i = 0; i < 20; i++)
+		sp_cpu_relax();
+	h->b++;
+	h->writes++;
+	atomic_fetch_sub(&h->activity, 10000);
+}
+
+static void *hammer_fn(void *arg)
+{
+	struct hammer *h = arg;
+	unsigned seed = (unsigned)(uintptr_t)&seed;
+	for (int i = 0; i < h->iters; i++) {
+		unsigned r = (unsigned)rand_r(&seed);
+		if (r % (unsigned)h->write_every == 0) {
+			if (r & 0x100000 && sp_rwmutex_trylock(&h->rw)) {
+				hammer_writer(h);
+			} else {
+				sp_rwmutex_lock(&h->rw);
+				hammer_writer(h);
+			}
+			sp_rwmutex_unlock(&h->rw);
+		} else {
+			if (r & 0x100000 && sp_rwmutex_tryrlock(&h->rw)) {
+				hammer_reader(h);
+			} else {
+				sp_rwmutex_rlock(&h->rw);
+				hammer_reader(h);
+			}
+			sp_rwmutex_runlock(&h->rw);
+		}
+	}
+	return NULL;
+}
+
+static void hammer(int threads, int iters, int write_every)
+{
+	struct hammer *h = calloc(1, sizeof *h);
+	ck_assert_ptr_nonnull(h);
+	h->iters = iters;
+	h->write_every = write_every;
+	sptest_run_threads(threads, hammer_fn, h, 0, SPTEST_S(60));
+	ck_assert_int_eq(h->a, h->writes);
+	ck_assert_int_eq(h->b, h->writes);
+	ck_assert_int_eq(atomic_load(&h->activity), 0);
+	ck_assert(sp_rwmutex_trylock(&h->rw));
+	sp_rwmutex_unlock(&h->rw);
+	free(h);
+}
+
+/* Go's TestRWMutex (HammerRWMutex), with several read/write mixes. */
+START_TEST(test_rwmutex_hammer)
+{
+	hammer(4, 20000 / SCALE, 2);
+	hammer(10, 10000 / SCALE, 10);
+	hammer(10, 20000 / SCALE, 100);
+	hammer(8, 20000 / SCALE, 1000);
+}
+END_TEST
+
+/* Oversubscription: 32 threads on few cores, exact counter under the write lock. */
+START_TEST(test_rwmutex_oversubscribed)
+{
+	hammer(32, 3000 / SCALE, 4);
+	hammer(32, 3000 / SCALE, 50);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- writer preference */
+
+struct pref {
+	sp_rwmutex rw;
+	_Atomic int writer_state; /* 1 waiting, 2 inside, 3 done */
+	_Atomic int reader_state; /* 1 waiting, 2 inside         */
+	_Atomic int order;        /* who got in first after the writer */
+};
+
+static void *pref_writer(void *arg)
+{
+	struct pref *p = arg;
+	atomic_store(&p->writer_state, 1);
+	sp_rwmutex_lock(&p->rw);
+	atomic_store(&p->writer_state, 2);
+	sptest_sleep_ns(SPTEST_MS(10));
+	ck_assert_int_eq(atomic_load(&p->reader_state), 1); /* reader still blocked */
+	atomic_store(&p->writer_state, 3);
+	sp_rwmutex_unlock(&p->rw);
+	return NULL;
+}
+
+static void *pref_reader(void *arg)
+{
+	struct pref *p = arg;
+	atomic_store(&p->reader_state, 1);
+	sp_rwmutex_rlock(&p->rw);
+	ck_assert_int_eq(atomic_load(&p->writer_state), 3); /* the writer went first */
+	atomic_store(&p->reader_state, 2);
+	sp_rwmutex_runlock(&p->rw);
+	return NULL;
+}
+
+/*
+ * A blocked writer stops new readers: rlock blocks, tryrlock fails, until the
+ * writer has been in and out.  holds: how many read locks the first reader
+ * takes (1: through the table once biased; 2: the second through the counter).
+ */
+static void writer_preference(int holds, bool biased)
+{
+	struct pref *p = calloc(1, sizeof *p);
+	ck_assert_ptr_nonnull(p);
+	if (biased) {
+		sp_rwmutex_rlock(&p->rw); /* first read turns the bias on */
+		sp_rwmutex_runlock(&p->rw);
+	}
+	for (int i = 0; i < holds; i++)
+		sp_rwmutex_rlock(&p->rw);
+	pthread_t w, r;
+	ck_assert_int_eq(pthread_create(&w, NULL, pref_writer, p), 0);
+	while (atomic_load(&p->writer_state) != 1)
+		sptest_sleep_ns(100000);
+	sptest_sleep_ns(SPTEST_MS(20));
+	ck_assert_int_eq(atomic_load(&p->writer_state), 1); /* blocked by our read locks */
+	ck_assert(!sp_rwmutex_tryrlock(&p->rw));
+	ck_assert(!sp_rwmutex_trylock(&p->rw));
+	ck_assert_int_eq(pthread_create(&r, NULL, pref_reader, p), 0);
+	while (atomic_load(&p->reader_state) != 1)
+		sptest_sleep_ns(100000);
+	sptest_sleep_ns(SPTEST_MS(20));
+	ck_assert_int_eq(atomic_load(&p->reader_state), 1); /* blocked behind the writer */
+	for (int i = 0; i < holds; i++)
+		sp_rwmutex_runlock(&p->rw);
+	ck_assert(sptest_join_within(w, SPTEST_S(10), NULL));
+	ck_assert(sptest_join_within(r, SPTEST_S(10), NULL));
+	ck_assert_int_eq(atomic_load(&p->reader_state), 2);
+	free(p);
+}
+
+START_TEST(test_rwmutex_writer_preference)
+{
+	writer_preference(1, false);
+	writer_preference(1, true);
+	writer_preference(2, true);
+	writer_preference(3, false);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- cross-thread unlock */
+
+static void *do_unlock(void *arg)
+{
+	sp_rwmutex_unlock(arg);
+	return NULL;
+}
+
+static void *do_runlock(void *arg)
+{
+	sp_rwmutex_runlock(arg);
+	return NULL;
+}
+
+static void *do_runlock2(void *arg)
+{
+	sp_rwmutex_runlock(arg);
+	sp_rwmutex_runlock(arg);
+	return NULL;
+}
+
+static void run_on_other_thread(void *(*fn)(void *), sp_rwmutex *rw)
+{
+	pthread_t t;
+	ck_assert_int_eq(pthread_create(&t, NULL, fn, rw), 0);
+	ck_assert(sptest_join_within(t, SPTEST_S(10), NULL));
+}
+
+START_TEST(test_rwmutex_unlock_other_thread)
+{
+	sp_rwmutex rw = SP_RWMUTEX_INIT;
+	for (int i = 0; i < 20; i++) {
+		sp_rwmutex_lock(&rw);
+		run_on_other_thread(do_unlock, &rw);
+		ck_assert(sp_rwmutex_tryrlock(&rw)); /* biased after the first round */
+		run_on_other_thread(do_runlock, &rw);
+		ck_assert(sp_rwmutex_trylock(&rw));
+		sp_rwmutex_unlock(&rw);
+		/* One read lock through the table, one through the counter, both released elsewhere. */
+		sp_rwmutex_rlock(&rw);
+		sp_rwmutex_rlock(&rw);
+		run_on_other_thread(do_runlock2, &rw);
+		ck_assert(sp_rwmutex_trylock(&rw));
+		sp_rwmutex_unlock(&rw);
+	}
+}
+END_TEST
+
+/* Read locks handed between threads while writers run: tokens must balance. */
+struct relay {
+	sp_rwmutex rw;
+	_Atomic int activity;
+	int iters;
+};
+
+static void *relay_fn(void *arg)
+{
+	struct relay *r = arg;
+	for (int i = 0; i < r->iters; i++) {
+		if (i % 16 == 0) {
+			sp_rwmutex_lock(&r->rw);
+			ck_assert_int_eq(atomic_fetch_add(&r->activity, 10000), 0);
+			atomic_fetch_sub(&r->activity, 10000);
+			sp_rwmutex_unlock(&r->rw);
+			continue;
+		}
+		sp_rwmutex_rlock(&r->rw);
+		ck_assert_int_lt(atomic_fetch_add(&r->activity, 1), 10000);
+		atomic_fetch_sub(&r->activity, 1);
+		/* Release it from a fresh thread half of the time. */
+		if (i % 2)
+			run_on_other_thread(do_runlock, &r->rw);
+		else
+			sp_rwmutex_runlock(&r->rw);
+	}
+	return NULL;
+}
+
+START_TEST(test_rwmutex_runlock_relay)
+{
+	struct relay *r = calloc(1, sizeof *r);
+	ck_assert_ptr_nonnull(r);
+	r->iters = 800 / SCALE;
+	sptest_run_threads(4, relay_fn, r, 0, SPTEST_S(60));
+	ck_assert(sp_rwmutex_trylock(&r->rw));
+	sp_rwmutex_unlock(&r->rw);
+	free(r);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- many locks */
+
+enum { NLOCKS = 1000 };
+struct many {
+	sp_rwmutex rw[NLOCKS];
+	long a[NLOCKS], b[NLOCKS];
+	_Atomic long writes;
+	int iters;
+};
+
+static void *many_fn(void *arg)
+{
+	struct many *m = arg;
+	unsigned seed = (unsigned)(uintptr_t)&seed;
+	long writes = 0;
+	for (int i = 0; i < m->iters; i++) {
+		unsigned r = (unsigned)rand_r(&seed);
+		unsigned k = r % NLOCKS, k2 = (r >> 10) % NLOCKS;
+		if ((r >> 20) % 8 == 0) {
+			sp_rwmutex_lock(&m->rw[k]);
+			m->a[k]++;
+			m->b[k]++;
+			sp_rwmutex_unlock(&m->rw[k]);
+			writes++;
+		} else {
+			/* Two read locks at once: their table slots may collide. */
+			sp_rwmutex_rlock(&m->rw[k]);
+			if (k2 != k)
+				sp_rwmutex_rlock(&m->rw[k2]);
+			ck_assert_int_eq(m->a[k], m->b[k]);
+			ck_assert_int_eq(m->a[k2], m->b[k2]);
+			if (k2 != k)
+				sp_rwmutex_runlock(&m->rw[k2]);
+			sp_rwmutex_runlock(&m->rw[k]);
+		}
+	}
+	atomic_fetch_add(&m->writes, writes);
+	return NULL;
+}
+
+START_TEST(test_rwmutex_many_locks)
+{
+	struct many *m = calloc(1, sizeof *m);
+	ck_assert_ptr_nonnull(m);
+	m->iters = 100000 / SCALE;
+	sptest_run_threads(4, many_fn, m, 0, SPTEST_S(60));
+	long total = 0;
+	for (int i = 0; i < NLOCKS; i++) {
+		ck_assert(sp_rwmutex_trylock(&m->rw[i]));
+		total += m->a[i];
+		sp_rwmutex_unlock(&m->rw[i]);
+	}
+	ck_assert_int_eq(total, atomic_load(&m->writes));
+	free(m);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- misuse */
+
+START_TEST(test_rwmutex_misuse_runlock)
+{
+	sp_rwmutex rw = SP_RWMUTEX_INIT;
+	sp_rwmutex_runlock(&rw);
+}
+END_TEST
+
+START_TEST(test_rwmutex_misuse_runlock2)
+{
+	sp_rwmutex rw = SP_RWMUTEX_INIT;
+	sp_rwmutex_rlock(&rw);
+	sp_rwmutex_runlock(&rw);
+	sp_rwmutex_rlock(&rw); /* biased now: through the table */
+	sp_rwmutex_runlock(&rw);
+	sp_rwmutex_runlock(&rw);
+}
+END_TEST
+
+START_TEST(test_rwmutex_misuse_runlock_locked)
+{
+	sp_rwmutex rw = SP_RWMUTEX_INIT;
+	sp_rwmutex_lock(&rw);
+	sp_rwmutex_runlock(&rw);
+}
+END_TEST
+
+START_TEST(test_rwmutex_misuse_unlock)
+{
+	sp_rwmutex rw = SP_RWMUTEX_INIT;
+	sp_rwmutex_unlock(&rw);
+}
+END_TEST
+
+START_TEST(test_rwmutex_misuse_unlock2)
+{
+	sp_rwmutex rw = SP_RWMUTEX_INIT;
+	sp_rwmutex_lock(&rw);
+	sp_rwmutex_unlock(&rw);
+	sp_rwmutex_unlock(&rw);
+}
+END_TEST
+
+START_TEST(test_rwmutex_misuse_unlock_rlocked)
+{
+	sp_rwmutex rw = SP_RWMUTEX_INIT;
+	sp_rwmutex_rlock(&rw);
+	sp_rwmutex_unlock(&rw);
+}
+END_TEST
+
+static Suite *rwmutex_suite(void)
+{
+	Suite *s = suite_create("rwmutex");
+	TCase *tc = tcase_create("core");
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_rwmutex_zero_value);
+	tcase_add_test(tc, test_rwmutex_try);
+	tcase_add_test(tc, test_rwmutex_parallel_readers);
+	tcase_add_test(tc, test_rwmutex_hammer);
+	tcase_add_test(tc, test_rwmutex_oversubscribed);
+	tcase_add_test(tc, test_rwmutex_writer_preference);
+	tcase_add_test(tc, test_rwmutex_unlock_other_thread);
+	tcase_add_test(tc, test_rwmutex_runlock_relay);
+	tcase_add_test(tc, test_rwmutex_many_locks);
+	suite_add_tcase(s, tc);
+
+	TCase *misuse = tcase_create("misuse");
+	tcase_set_timeout(misuse, 10);
+	tcase_add_test_raise_signal(misuse, test_rwmutex_misuse_runlock, SIGABRT);
+	tcase_add_test_raise_signal(misuse, test_rwmutex_misuse_runlock2, SIGABRT);
+	tcase_add_test_raise_signal(misuse, test_rwmutex_misuse_runlock_locked, SIGABRT);
+	tcase_add_test_raise_signal(misuse, test_rwmutex_misuse_unlock, SIGABRT);
+	tcase_add_test_raise_signal(misuse, test_rwmutex_misuse_unlock2, SIGABRT);
+	tcase_add_test_raise_signal(misuse, test_rwmutex_misuse_unlock_rlocked, SIGABRT);
+	suite_add_tcase(s, misuse);
+	return s;
+}
+SPTEST_SUITE(rwmutex_suite)
