@@ -376,32 +376,36 @@ static int ctx_new(sp_ctx *parent, int64_t deadline, bool has_value, const void 
 	if (own_deadline)
 		n->deadline = deadline;
 
+	/* Everything a parent's canceller reads is set before the link publishes n. */
+	bool arm = own_deadline && deadline > sp_now_ns();
+	if (arm) {
+		n->has_timer = true;
+		n->timer.when = deadline;
+	}
 	if (p) {
 		node_retain(p);
 		n->parent = p;
 		int err = watch_add_node(p, &n->link, child_link);
 		if (err) {
 			/* Never linked: the link stays IDLE, free skips it. */
-			atomic_store_explicit(&n->err, err, memory_order_relaxed);
+			atomic_store_explicit(&n->err, err, memory_order_release);
 			*out = &n->owner;
 			return 0;
 		}
 	}
-	if (own_deadline) {
-		if (deadline <= sp_now_ns()) {
-			ctx_cancel(n, ETIMEDOUT);
-		} else {
-			n->has_timer = true;
-			n->timer.when = deadline;
-			node_retain(n); /* the heap's reference */
-			int err = sp_timer_add(&n->timer);
-			if (err) {
-				atomic_store_explicit(&n->refs, 1, memory_order_relaxed);
-				n->has_timer = false;
-				sp_ctx_release(&n->owner);
-				return err;
-			}
+	if (own_deadline && !arm) {
+		ctx_cancel(n, ETIMEDOUT);
+	} else if (arm) {
+		node_retain(n); /* the heap's reference */
+		int err = sp_timer_add(&n->timer);
+		if (err) {
+			node_release(n);
+			sp_ctx_release(&n->owner);
+			return err;
 		}
+		/* Cancelled through the parent before it was armed: disarm now. */
+		if (atomic_load_explicit(&n->err, memory_order_acquire) && sp_timer_remove(&n->timer))
+			node_release(n);
 	}
 	*out = &n->owner;
 	return 0;

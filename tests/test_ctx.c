@@ -266,6 +266,305 @@ START_TEST(test_deep_chain)
 }
 END_TEST
 
+
+START_TEST(test_values)
+{
+	static int ka, kb, kc;
+	int va = 1, vb = 2, va2 = 3;
+	sp_ctx *a, *b, *c, *d;
+	ck_assert_int_eq(sp_ctx_with_value(NULL, &ka, &va, &a), 0);
+	ck_assert_int_eq(sp_ctx_with_cancel(a, &b), 0);
+	ck_assert_int_eq(sp_ctx_with_value(b, &kb, &vb, &c), 0);
+	ck_assert_int_eq(sp_ctx_with_value(c, &ka, &va2, &d), 0); /* shadows ka */
+	ck_assert_ptr_eq(sp_ctx_value(a, &ka), &va);
+	ck_assert_ptr_null(sp_ctx_value(a, &kb));
+	ck_assert_ptr_eq(sp_ctx_value(b, &ka), &va);
+	ck_assert_ptr_eq(sp_ctx_value(c, &kb), &vb);
+	ck_assert_ptr_eq(sp_ctx_value(c, &ka), &va);
+	ck_assert_ptr_eq(sp_ctx_value(d, &ka), &va2);
+	ck_assert_ptr_null(sp_ctx_value(d, &kc));
+	ck_assert_ptr_null(sp_ctx_value(NULL, &ka));
+	/* Values survive cancellation; the value context is cancellable. */
+	sp_ctx_cancel(c);
+	ck_assert_int_eq(sp_ctx_err(d), ECANCELED);
+	ck_assert_int_eq(sp_ctx_err(b), 0);
+	ck_assert_ptr_eq(sp_ctx_value(d, &kb), &vb);
+	sp_ctx_release(a);
+	sp_ctx_release(b);
+	sp_ctx_release(c);
+	ck_assert_ptr_eq(sp_ctx_value(d, &ka), &va2);
+	sp_ctx_release(d);
+	ck_assert_int_eq(sp_ctx_with_value(NULL, &ka, &va, NULL), EINVAL);
+	ck_assert_int_eq(sp_ctx_with_cancel(NULL, NULL), EINVAL);
+}
+END_TEST
+
+START_TEST(test_child_deadline_earlier)
+{
+	sp_ctx *p, *c, *g;
+	int64_t dp, dc;
+	ck_assert_int_eq(sp_ctx_with_timeout(NULL, SPTEST_S(100), &p), 0);
+	ck_assert_int_eq(sp_ctx_with_timeout(p, SPTEST_MS(10), &c), 0);
+	ck_assert_int_eq(sp_ctx_with_cancel(c, &g), 0);
+	ck_assert(sp_ctx_deadline(p, &dp));
+	ck_assert(sp_ctx_deadline(g, &dc));
+	ck_assert_int_lt(dc, dp);
+	ck_assert(sp_ctx_wait(g, SPTEST_S(5)));
+	ck_assert_int_eq(sp_ctx_err(g), ETIMEDOUT);
+	ck_assert_int_eq(sp_ctx_err(c), ETIMEDOUT);
+	ck_assert_int_eq(sp_ctx_err(p), 0);
+	sp_ctx_release(g);
+	sp_ctx_release(c);
+	ck_assert_int_eq(sp_ctx_err(p), 0);
+	sp_ctx_release(p);
+}
+END_TEST
+
+/* An earlier deadline added later wakes the timer thread for it. */
+START_TEST(test_timer_earlier_wakes)
+{
+	sp_ctx *late, *soon;
+	ck_assert_int_eq(sp_ctx_with_timeout(NULL, SPTEST_S(100), &late), 0);
+	sptest_sleep_ns(SPTEST_MS(5)); /* the timer thread sleeps for `late` */
+	int64_t t0 = sp_now_ns();
+	ck_assert_int_eq(sp_ctx_with_timeout(NULL, SPTEST_MS(10), &soon), 0);
+	ck_assert(sp_ctx_wait(soon, SPTEST_S(5)));
+	ck_assert_int_lt(sp_now_ns() - t0, SPTEST_MS(500));
+	ck_assert_int_eq(sp_ctx_err(late), 0);
+	sp_ctx_release(soon);
+	sp_ctx_release(late);
+}
+END_TEST
+
+/* Many deadlines, some cancelled early: each ends with the right error, on time. */
+START_TEST(test_timer_many)
+{
+	enum { N = 2000 };
+	sp_ctx **c = malloc(N * sizeof *c);
+	int64_t t0 = sp_now_ns();
+	for (int i = 0; i < N; i++) {
+		ck_assert_int_eq(sp_ctx_with_timeout(NULL, SPTEST_MS(100) + (i * 7919 % N) * 10000, &c[i]), 0);
+		if (i % 3 == 0)
+			sp_ctx_cancel(c[i]);
+	}
+	for (int i = 0; i < N; i++) {
+		ck_assert(sp_ctx_wait(c[i], SPTEST_S(10)));
+		ck_assert_int_eq(sp_ctx_err(c[i]), i % 3 == 0 ? ECANCELED : ETIMEDOUT);
+	}
+	ck_assert_int_lt(sp_now_ns() - t0, SPTEST_S(5));
+	for (int i = 0; i < N; i++)
+		sp_ctx_release(c[i]);
+	free(c);
+}
+END_TEST
+
+/* Releasing a context with an armed deadline disarms it (no leak, no late fire). */
+START_TEST(test_timer_release_disarms)
+{
+	for (int i = 0; i < 1000; i++) {
+		sp_ctx *c, *ch;
+		ck_assert_int_eq(sp_ctx_with_timeout(NULL, SPTEST_S(100), &c), 0);
+		ck_assert_int_eq(sp_ctx_with_timeout(c, SPTEST_S(50), &ch), 0);
+		sp_ctx_release(c);
+		ck_assert_int_eq(sp_ctx_err(ch), ECANCELED);
+		sp_ctx_release(ch);
+	}
+}
+END_TEST
+
+static _Atomic int tfire;
+static void note_fire(void *arg)
+{
+	(void)arg;
+	atomic_fetch_add(&tfire, 1);
+}
+
+START_TEST(test_after_func_timer)
+{
+	sp_ctx *c;
+	atomic_store(&tfire, 0);
+	ck_assert_int_eq(sp_ctx_with_timeout(NULL, SPTEST_MS(5), &c), 0);
+	sp_ctx_hook *h = sp_ctx_after_func(c, note_fire, NULL);
+	ck_assert_ptr_nonnull(h);
+	ck_assert(sp_ctx_wait(c, SPTEST_S(5)));
+	ck_assert(!sp_ctx_hook_stop(h)); /* fn ran on the timer thread, and has returned */
+	ck_assert_int_eq(atomic_load(&tfire), 1);
+	sp_ctx_release(c);
+	ck_assert_ptr_null(sp_ctx_after_func(NULL, NULL, NULL));
+	ck_assert(!sp_ctx_hook_stop(NULL));
+}
+END_TEST
+
+/* A hook fn may cancel another context (AfterFunc linking two contexts). */
+static void cancel_other(void *arg)
+{
+	sp_ctx_cancel(arg);
+}
+
+START_TEST(test_after_func_links)
+{
+	sp_ctx *a, *b, *bc;
+	ck_assert_int_eq(sp_ctx_with_cancel(NULL, &a), 0);
+	ck_assert_int_eq(sp_ctx_with_cancel(NULL, &b), 0);
+	ck_assert_int_eq(sp_ctx_with_cancel(a, &bc), 0);
+	sp_ctx_hook *h = sp_ctx_after_func(a, cancel_other, b);
+	sp_ctx_hook *h2 = sp_ctx_after_func(a, cancel_other, bc); /* a descendant being cancelled */
+	sp_ctx_release(a);
+	ck_assert_int_eq(sp_ctx_err(b), ECANCELED);
+	ck_assert_int_eq(sp_ctx_err(bc), ECANCELED);
+	ck_assert(!sp_ctx_hook_stop(h));
+	ck_assert(!sp_ctx_hook_stop(h2));
+	sp_ctx_release(b);
+	sp_ctx_release(bc);
+}
+END_TEST
+
+/* sp_ctx_watch: remove returns false only after fn has returned. */
+struct slow_watch {
+	sp_ctx_watch w;
+	_Atomic int entered, finished;
+};
+static void slow_fn(sp_ctx_watch *w)
+{
+	struct slow_watch *sw = sp_container_of(w, struct slow_watch, w);
+	atomic_store(&sw->entered, 1);
+	sptest_sleep_ns(SPTEST_MS(30));
+	atomic_store(&sw->finished, 1);
+}
+static void *cancel_thread(void *arg)
+{
+	sp_ctx_cancel(arg);
+	return NULL;
+}
+
+START_TEST(test_watch_remove_waits)
+{
+	sp_ctx *c;
+	pthread_t t;
+	struct slow_watch sw = { .entered = 0 };
+	ck_assert_int_eq(sp_ctx_with_cancel(NULL, &c), 0);
+	ck_assert_int_eq(sp_ctx_watch_add(c, &sw.w, slow_fn), 0);
+	ck_assert_int_eq(pthread_create(&t, NULL, cancel_thread, c), 0);
+	while (!atomic_load(&sw.entered))
+		sptest_sleep_ns(SPTEST_MS(1) / 10);
+	ck_assert(!sp_ctx_watch_remove(c, &sw.w));
+	ck_assert_int_eq(atomic_load(&sw.finished), 1);
+	ck_assert(!sp_ctx_watch_remove(c, &sw.w)); /* again: harmless */
+	ck_assert(sptest_join_within(t, SPTEST_S(5), NULL));
+	/* Added to a done context: not registered. */
+	struct slow_watch sw2 = { .entered = 0 };
+	ck_assert_int_eq(sp_ctx_watch_add(c, &sw2.w, slow_fn), ECANCELED);
+	ck_assert(sp_ctx_watch_remove(c, &sw2.w));
+	ck_assert_int_eq(atomic_load(&sw2.entered), 0);
+	sp_ctx_release(c);
+	/* Removed before: true, fn never runs. */
+	ck_assert_int_eq(sp_ctx_with_cancel(NULL, &c), 0);
+	ck_assert_int_eq(sp_ctx_watch_add(c, &sw2.w, slow_fn), 0);
+	ck_assert(sp_ctx_watch_remove(c, &sw2.w));
+	sp_ctx_release(c);
+	ck_assert_int_eq(atomic_load(&sw2.entered), 0);
+	/* Background: nothing registered. */
+	ck_assert_int_eq(sp_ctx_watch_add(NULL, &sw2.w, slow_fn), 0);
+	ck_assert(sp_ctx_watch_remove(NULL, &sw2.w));
+}
+END_TEST
+
+/*
+ * Races: threads create children (with deadlines, values, hooks, waits) of a
+ * shared parent and cancel/release them while the parent is cancelled at a
+ * random moment; afterwards every child is done, every hook ran exactly
+ * once or was stopped, and nothing leaks (ASan).
+ */
+static sp_ctx *race_parent;
+static _Atomic int race_hook_runs, race_hook_ran_stops;
+static void race_hook(void *arg)
+{
+	(void)arg;
+	atomic_fetch_add(&race_hook_runs, 1);
+}
+
+static void *race_thread(void *arg)
+{
+	unsigned seed = (unsigned)(intptr_t)arg;
+	sp_ctx *mine = sp_ctx_retain(race_parent);
+	for (int i = 0; i < 400; i++) {
+		sp_ctx *c, *g;
+		int k = rand_r(&seed) % 3;
+		int r = k == 0 ? sp_ctx_with_cancel(mine, &c)
+			: k == 1 ? sp_ctx_with_timeout(mine, rand_r(&seed) % 100000, &c)
+				 : sp_ctx_with_value(mine, &race_parent, &seed, &c);
+		ck_assert_int_eq(r, 0);
+		ck_assert_int_eq(sp_ctx_with_cancel(c, &g), 0);
+		sp_ctx_hook *h = sp_ctx_after_func(g, race_hook, NULL);
+		sp_ctx *keep = sp_ctx_retain(g);
+		if (rand_r(&seed) % 2)
+			sp_ctx_cancel(c);
+		if (rand_r(&seed) % 2)
+			sp_ctx_wait(g, rand_r(&seed) % 20000);
+		sp_ctx_release(c);
+		ck_assert_int_ne(sp_ctx_err(g), 0); /* the parent's release cancelled it */
+		if (!sp_ctx_hook_stop(h))
+			atomic_fetch_add(&race_hook_ran_stops, 1);
+		sp_ctx_release(g);
+		sp_ctx_release(keep);
+	}
+	sp_ctx_release(mine);
+	return NULL;
+}
+
+static void *race_canceller(void *arg)
+{
+	(void)arg;
+	sptest_sleep_ns(SPTEST_MS(3));
+	sp_ctx_cancel(race_parent);
+	return NULL;
+}
+
+START_TEST(test_concurrent_tree)
+{
+	enum { N = 16 };
+	pthread_t t[N], k;
+	atomic_store(&race_hook_runs, 0);
+	atomic_store(&race_hook_ran_stops, 0);
+	ck_assert_int_eq(sp_ctx_with_cancel(NULL, &race_parent), 0);
+	ck_assert_int_eq(pthread_create(&k, NULL, race_canceller, NULL), 0);
+	for (int i = 0; i < N; i++)
+		ck_assert_int_eq(pthread_create(&t[i], NULL, race_thread, (void *)(intptr_t)(i + 1)), 0);
+	for (int i = 0; i < N; i++)
+		ck_assert(sptest_join_within(t[i], SPTEST_S(30), NULL));
+	ck_assert(sptest_join_within(k, SPTEST_S(5), NULL));
+	ck_assert_int_eq(sp_ctx_err(race_parent), ECANCELED);
+	ck_assert_int_eq(atomic_load(&race_hook_runs), atomic_load(&race_hook_ran_stops));
+	ck_assert_int_eq(atomic_load(&race_hook_runs), N * 400); /* every grandchild got done */
+	sp_ctx_release(race_parent);
+}
+END_TEST
+
+/* Waiters on one context from many threads all wake on one cancel. */
+static void *ctx_waiter(void *arg)
+{
+	ck_assert(sp_ctx_wait(arg, SPTEST_S(10)));
+	return NULL;
+}
+
+START_TEST(test_many_waiters)
+{
+	enum { N = 32 };
+	pthread_t t[N];
+	sp_ctx *c, *ch;
+	ck_assert_int_eq(sp_ctx_with_cancel(NULL, &c), 0);
+	ck_assert_int_eq(sp_ctx_with_value(c, &c, NULL, &ch), 0);
+	for (int i = 0; i < N; i++)
+		ck_assert_int_eq(pthread_create(&t[i], NULL, ctx_waiter, i % 2 ? c : ch), 0);
+	sptest_sleep_ns(SPTEST_MS(10));
+	sp_ctx_cancel(c);
+	for (int i = 0; i < N; i++)
+		ck_assert(sptest_join_within(t[i], SPTEST_S(5), NULL));
+	sp_ctx_release(ch);
+	sp_ctx_release(c);
+}
+END_TEST
+
 static Suite *ctx_suite(void)
 {
 	Suite *s = suite_create("ctx");
@@ -284,6 +583,16 @@ static Suite *ctx_suite(void)
 	tcase_add_test(tc, test_wait_timeout);
 	tcase_add_test(tc, test_many_children);
 	tcase_add_test(tc, test_deep_chain);
+	tcase_add_test(tc, test_values);
+	tcase_add_test(tc, test_child_deadline_earlier);
+	tcase_add_test(tc, test_timer_earlier_wakes);
+	tcase_add_test(tc, test_timer_many);
+	tcase_add_test(tc, test_timer_release_disarms);
+	tcase_add_test(tc, test_after_func_timer);
+	tcase_add_test(tc, test_after_func_links);
+	tcase_add_test(tc, test_watch_remove_waits);
+	tcase_add_test(tc, test_concurrent_tree);
+	tcase_add_test(tc, test_many_waiters);
 	suite_add_tcase(s, tc);
 	return s;
 }
