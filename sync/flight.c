@@ -673,7 +673,8 @@ SP_API void sp_flight_result_release(sp_flight *g, sp_flight_result *res)
 	if (!g || !res || !res->ref)
 		return;
 	struct rec *r = res->ref;
-	if (SP_UNLIKELY(r->shard < &g->shards[0] || r->shard >= &g->shards[NSHARDS]))
+	uintptr_t sh = (uintptr_t)r->shard;
+	if (SP_UNLIKELY(sh < (uintptr_t)&g->shards[0] || sh >= (uintptr_t)&g->shards[NSHARDS]))
 		sp_fatal("flight", "result released to a group it does not come from");
 	res->ref = NULL;
 	res->val = NULL;
