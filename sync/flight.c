@@ -15,10 +15,14 @@
  *   128-bit multiply hash in the wyhash family, as Go's runtime uses for
  *   maps), so chosen keys cannot force collisions.  The top 6 bits of the
  *   hash pick the shard, the low bits the slot.
- * - A call record is reference counted: the leader's result and every
- *   joiner's result hold one reference; the last release runs val_free and
- *   returns the record to its shard's pool.  Records and their key buffers
- *   are reused, so a steady stream of calls allocates nothing.
+ * - A call somebody joined is reference counted: the leader's result and
+ *   every joiner's result hold one reference to its record; the last
+ *   release runs val_free and returns the record to its shard's pool.  A
+ *   call nobody joined (the common case) needs none of that: its record goes
+ *   back to the pool as the call ends, under the lock the leader takes
+ *   anyway, and its result, the value's only owner, refers to the group.
+ *   Records and their key buffers are reused, so a steady stream of calls
+ *   allocates nothing.
  * - A waiter parks on the record's futex word and also watches its context
  *   (sp_ctx_watch): a done context bumps the word's generation and wakes
  *   the waiters, and the one whose context it is leaves with the context's
@@ -32,11 +36,11 @@
  *	                about to park sees the word change and re-checks
  *
  * Lifetime of a record: free (in its shard's pool) -> in flight (in the
- * table; refs = 1 + joiners) -> ended (out of the table, DONE if anyone
- * joined) -> last release -> free.  Joins happen only under the shard lock
- * through the table, so once the leader has removed the record (under the
- * same lock) the set of joiners is final: if none joined, DONE need not even
- * be published.
+ * table; refs = 1 + joiners) -> ended (out of the table) -> free.  Joins
+ * happen only under the shard lock through the table, so once the leader
+ * has removed the record (under the same lock) the set of joiners is final:
+ * if none joined, the record is free at once and DONE is never published;
+ * otherwise DONE is published and the last release frees the record.
  */
 #include "syncpool/flight.h"
 
@@ -425,7 +429,14 @@ static void rec_recycle(sp_flight *g, struct rec *r)
 
 static inline void rec_put_ref(sp_flight *g, struct rec *r)
 {
-	if (atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) == 1)
+	/*
+	 * We hold a reference.  A count of 1 is ours alone, and none can be
+	 * added any more: joins need the call in the table, and the leader's
+	 * reference, which outlives its stay there, is gone.  So seeing 1
+	 * (acquire, pairing with the other holders' release) skips the RMW.
+	 */
+	if (atomic_load_explicit(&r->refs, memory_order_acquire) == 1 ||
+	    atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) == 1)
 		rec_recycle(g, r);
 }
 
@@ -644,17 +655,37 @@ SP_API int sp_flight_do(sp_flight *g, const void *key, size_t keylen, sp_flight_
 	shard_lock(s);
 	if (r->in_table) /* not forgotten: it is still the key's call (Go's m[key] == c) */
 		table_remove(s, r);
+	/* The joiners are final now (joins happen only through the table). */
 	bool shared = r->dups > 0;
-	shard_unlock(s);
-	if (shared) {
-		/* The joiners are final now (joins happen only through the table). */
-		uint32_t old = atomic_fetch_or_explicit(&r->state, ST_DONE, memory_order_release);
-		if (old & ST_WAITERS)
-			sp_park_wake_all(&r->state);
+	if (!shared) {
+		/*
+		 * Nobody joined: the leader's result is the value's only owner,
+		 * so the record goes straight back to the pool, under the lock
+		 * already held (no reference count, no lock-free push), and the
+		 * result refers to the group instead (see release).
+		 */
+		r->val = NULL;
+		if (SP_LIKELY(s->nfree < FREE_MAX)) {
+			rec_unget(s, r);
+		} else {
+			s->nrec--;
+			r->next = NULL;
+			excess = r;
+		}
 	}
+	shard_unlock(s);
 	res->val = val;
 	res->err = err;
 	res->shared = shared;
+	if (!shared) {
+		res->ref = g;
+		if (SP_UNLIKELY(excess))
+			rec_free(excess);
+		return 0;
+	}
+	uint32_t old = atomic_fetch_or_explicit(&r->state, ST_DONE, memory_order_release);
+	if (old & ST_WAITERS)
+		sp_park_wake_all(&r->state);
 	res->ref = r;
 	return 0;
 
@@ -672,6 +703,15 @@ SP_API void sp_flight_result_release(sp_flight *g, sp_flight_result *res)
 {
 	if (!g || !res || !res->ref)
 		return;
+	if (res->ref == (void *)g) {
+		/* An unshared call's result: the sole owner of its value. */
+		void *val = res->val;
+		res->ref = NULL;
+		res->val = NULL;
+		if (val && g->val_free)
+			g->val_free(val);
+		return;
+	}
 	struct rec *r = res->ref;
 	uintptr_t sh = (uintptr_t)r->shard;
 	if (SP_UNLIKELY(sh < (uintptr_t)&g->shards[0] || sh >= (uintptr_t)&g->shards[NSHARDS]))

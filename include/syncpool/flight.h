@@ -52,10 +52,13 @@ sp_flight *sp_flight_create(void (*val_free)(void *val));
 
 /*
  * Destroys a group and frees everything it holds.  Every call must have
- * finished and every filled result been released first: destroying a group
- * with a call in flight or a result still held is misuse, fatal
- * ("syncpool: fatal: flight: destroy with calls in flight or results
- * held").  NULL is ignored.
+ * finished and every filled result been released first.  Destroying a group
+ * with a call in flight (forgotten ones included), or while a result shared
+ * by several callers is held, is misuse and fatal ("syncpool: fatal: flight:
+ * destroy with calls in flight or results held").  A held result of a call
+ * nobody joined is not detected (it refers to no call record, which keeps
+ * the common path free of reference counting): releasing it after destroy
+ * is a use after free, as with any destroyed object.  NULL is ignored.
  */
 void sp_flight_destroy(sp_flight *g);
 
