@@ -596,6 +596,7 @@ SP_API int sp_flight_do(sp_flight *g, const void *key, size_t keylen, sp_flight_
 	uint64_t h = flight_hash(key, keylen);
 	struct shard *s = &g->shards[h >> (64 - SHARD_BITS)];
 	struct rec *excess = NULL;
+	unsigned char *bigkey = NULL;
 
 	shard_lock(s);
 	struct rec *r = table_find(s, h, key, keylen);
@@ -665,6 +666,11 @@ SP_API int sp_flight_do(sp_flight *g, const void *key, size_t keylen, sp_flight_
 		 * result refers to the group instead (see release).
 		 */
 		r->val = NULL;
+		if (SP_UNLIKELY(r->heapcap > HEAP_KEY_KEEP)) {
+			bigkey = r->heap; /* freed after unlocking */
+			r->heap = NULL;
+			r->heapcap = 0;
+		}
 		if (SP_LIKELY(s->nfree < FREE_MAX)) {
 			rec_unget(s, r);
 		} else {
@@ -681,6 +687,7 @@ SP_API int sp_flight_do(sp_flight *g, const void *key, size_t keylen, sp_flight_
 		res->ref = g;
 		if (SP_UNLIKELY(excess))
 			rec_free(excess);
+		free(bigkey);
 		return 0;
 	}
 	uint32_t old = atomic_fetch_or_explicit(&r->state, ST_DONE, memory_order_release);

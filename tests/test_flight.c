@@ -875,6 +875,16 @@ START_TEST(test_steady_state_allocates_nothing)
 		sp_flight_result_release(g, &r);
 	}
 	ck_assert_int_eq(sp_flight_stat_allocs(g), warm);
+	/* A huge key's buffer is not kept for reuse (the record is). */
+	char *huge = malloc(1 << 16);
+	memset(huge, 'H', 1 << 16);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(sp_flight_do(g, huge, 1 << 16, fn_key_val, huge, NULL, &r), 0);
+		ck_assert_ptr_eq(r.val, huge);
+		sp_flight_result_release(g, &r);
+	}
+	ck_assert_int_eq(sp_flight_stat_allocs(g), warm + 3);
+	free(huge);
 	sp_flight_destroy(g);
 }
 END_TEST
