@@ -8,9 +8,9 @@
  * the waiters.  What differs:
  *
  * - The map is 64 shards, each a small open-addressing table (linear
- *   probing, backward-shift deletion, grows at 1/2 full and shrinks when it
- *   stays under 1/8)
- *   under its own short futex lock.  No lock is held while fn runs.
+ *   probing, backward-shift deletion; grows at 1/2 full, shrinks after a
+ *   long stretch under 1/8) under its own short futex lock (sp_ilock).  No
+ *   lock is held while fn runs.
  * - Keys are byte strings hashed with a per-process random seed (a folded
  *   128-bit multiply hash in the wyhash family, as Go's runtime uses for
  *   maps), so chosen keys cannot force collisions.  The top 6 bits of the
@@ -100,7 +100,7 @@ struct slot {
  * share the shard's lines; shards are padded apart.
  */
 struct shard {
-	SP_CACHE_ALIGNED _Atomic uint32_t lock; /* 0 free, 1 held, 2 held with waiters */
+	SP_CACHE_ALIGNED sp_ilock lock;         /* guards everything below but returned */
 	uint32_t count;                         /* records in the table           */
 	uint32_t mask;                          /* table capacity - 1             */
 	uint32_t nfree;                         /* records in free                */
@@ -114,40 +114,14 @@ struct shard {
 };
 
 struct sp_flight {
-	struct shard shards[NSHARDS];
+	struct shard shards[NSHARDS]; /* zeroed: unlocked, empty */
 	void (*val_free)(void *val);
 };
 
 /* ------------------------------------------------------------------ lock */
 
-/* Drepper's three-state futex lock ("Futexes are tricky", mutex2). */
-static void shard_lock_slow(struct shard *s)
-{
-	uint32_t c = atomic_load_explicit(&s->lock, memory_order_relaxed);
-	if (c == 1 && sp_spin_while_eq(&s->lock, 1)) {
-		c = 0;
-		if (atomic_compare_exchange_strong_explicit(&s->lock, &c, 1, memory_order_acquire,
-							    memory_order_relaxed))
-			return;
-	}
-	while (atomic_exchange_explicit(&s->lock, 2, memory_order_acquire) != 0)
-		sp_park_wait(&s->lock, 2, -1);
-}
-
-static inline void shard_lock(struct shard *s)
-{
-	uint32_t c = 0;
-	if (SP_LIKELY(atomic_compare_exchange_strong_explicit(&s->lock, &c, 1, memory_order_acquire,
-							      memory_order_relaxed)))
-		return;
-	shard_lock_slow(s);
-}
-
-static inline void shard_unlock(struct shard *s)
-{
-	if (SP_UNLIKELY(atomic_exchange_explicit(&s->lock, 0, memory_order_release) == 2))
-		sp_park_wake_one(&s->lock);
-}
+static inline void shard_lock(struct shard *s) { sp_ilock_lock(&s->lock); }
+static inline void shard_unlock(struct shard *s) { sp_ilock_unlock(&s->lock); }
 
 /* ------------------------------------------------------------------ hash */
 
