@@ -3,14 +3,14 @@
  * "goroutines").
  *
  * One process-wide set of threads runs submitted work items.  A submitted
- * item starts at once: an idle worker takes it (idle workers are kept on a
- * LIFO list, so the most recently busy - cache-warm - thread is reused
- * first), or, when every worker is busy, a new thread is created - work items
- * may block waiting for each other, so they are never queued behind one
- * another.  An idle worker spins briefly, then parks on its own futex word;
- * after SP_WORKER_IDLE_NS without work it exits.  Workers are detached
- * threads with every signal blocked.  After fork() the child starts with no
- * workers.
+ * item never waits behind another one: items go into one FIFO, and while it
+ * holds items at least one worker is awake searching it (Go's scheduler
+ * rule for spinning Ms), so an item is started by a worker of its own even
+ * if every running item blocks forever.  Threads are created only when no
+ * worker is idle; an idle worker (most recently idle reused first) parks on
+ * its own futex word and exits after SP_WORKER_IDLE_NS without work.
+ * Workers are detached threads with every signal blocked.  After fork() the
+ * child starts with no workers and an empty queue.
  */
 #ifndef SP_SYNC_WORKERS_H
 #define SP_SYNC_WORKERS_H
