@@ -18,6 +18,7 @@
  * lowers it later sees WAITERS and calls grant() again), unlinks the waiter
  * and, after the lock is dropped, sets GRANTED in the waiter's futex word
  * and wakes it if it sleeps.  So a woken waiter owns its weight already.
+ * The next head is woken ahead of its turn (see grant()).
  *
  * A waiter lives on its own stack: it is freed when acquire returns, so
  * nobody touches it after setting GRANTED or CANCELLED but the futex wake
@@ -43,6 +44,7 @@ enum {
 	W_GRANTED = 1,   /* weight is ours (set after unlinking, by grant)  */
 	W_CANCELLED = 2, /* ctx done (set by the watch fn)                  */
 	W_SLEEPING = 4,  /* parked: the setter of 1 or 2 must wake it      */
+	W_AHEAD = 8,     /* became the head: woken early to spin (below)    */
 };
 
 typedef struct sema_waiter sema_waiter;
@@ -116,10 +118,17 @@ static void unlink_waiter(sp_sema *s, sema_waiter *w)
 /*
  * Serves the head of the queue while it fits (lock held) and returns the
  * granted waiters as a list linked through `next`, to be signalled with
- * signal_granted() once the lock is dropped.  Clears WAITERS when the queue
+ * signal() once the lock is dropped.  Clears WAITERS when the queue
  * empties.
+ *
+ * Wake-ahead: when it granted someone, the waiter now at the head is next.
+ * If it sleeps it is woken now (*ahead, after the unlock) to spin, so that
+ * its wake-up latency overlaps the current holder's turn instead of
+ * following it: with more threads than cores a strict FIFO hand-off is a
+ * convoy (every turn goes to a thread that is not running), and this puts
+ * the next thread on a run queue before its turn comes.
  */
-static sema_waiter *grant(sp_sema *s)
+static sema_waiter *grant(sp_sema *s, _Atomic uint32_t **ahead)
 {
 	sema_waiter *granted = NULL, **tailp = &granted;
 	for (;;) {
@@ -129,8 +138,15 @@ static sema_waiter *grant(sp_sema *s)
 			break;
 		}
 		uint64_t cur = atomic_load_explicit(state(s), memory_order_acquire) & CUR_MASK;
-		if (w->n > s->size_ - (int64_t)cur)
+		if (w->n > s->size_ - (int64_t)cur) {
+			if (granted) {
+				uint32_t old = atomic_fetch_or_explicit(&w->word, W_AHEAD,
+									memory_order_relaxed);
+				if ((old & (W_AHEAD | W_SLEEPING)) == W_SLEEPING)
+					*ahead = &w->word;
+			}
 			break;
+		}
 		atomic_fetch_add_explicit(state(s), (uint64_t)w->n, memory_order_acquire);
 		unlink_waiter(s, w);
 		w->next = NULL;
@@ -140,7 +156,8 @@ static sema_waiter *grant(sp_sema *s)
 	return granted;
 }
 
-static void signal_granted(sema_waiter *w)
+/* After the unlock: sets GRANTED in each granted waiter, wakes the sleepers. */
+static void signal(sema_waiter *w, _Atomic uint32_t *ahead)
 {
 	while (w) {
 		sema_waiter *next = w->next;
@@ -149,16 +166,19 @@ static void signal_granted(sema_waiter *w)
 			sp_park_wake_one(&w->word);
 		w = next; /* w may be gone now */
 	}
+	if (ahead)
+		sp_park_wake_one(ahead); /* may be gone too: the kernel only hashes it */
 }
 
 /* ------------------------------------------------------------ release */
 
 static void release_slow(sp_sema *s)
 {
+	_Atomic uint32_t *ahead = NULL;
 	sp_ilock_lock(qlock(s));
-	sema_waiter *g = grant(s);
+	sema_waiter *g = grant(s, &ahead);
 	sp_ilock_unlock(qlock(s));
-	signal_granted(g);
+	signal(g, ahead);
 }
 
 SP_API void sp_sema_release(sp_sema *s, int64_t n)
@@ -201,20 +221,23 @@ static void on_ctx_done(sp_ctx_watch *cw)
 		sp_park_wake_one(&w->word);
 }
 
-/* Parks until a bit of `mask` is set in w's word; a short bounded spin first. */
-static uint32_t wait_bits(sema_waiter *w, uint32_t mask)
+/*
+ * Parks until a bit of `mask` is set in w's word.  `spin`: first spin a
+ * bounded while (worth it only near the head of the queue).  Woken early
+ * by wake-ahead, it spins again before parking.
+ */
+static uint32_t wait_bits(sema_waiter *w, uint32_t mask, bool spin)
 {
-	bool spun = false;
 	for (;;) {
 		uint32_t v = atomic_load_explicit(&w->word, memory_order_acquire);
 		if (v & mask)
 			return v;
+		if (spin) {
+			spin = false;
+			if (sp_spin_while_eq(&w->word, v))
+				continue;
+		}
 		if (!(v & W_SLEEPING)) {
-			if (!spun) {
-				spun = true;
-				if (sp_spin_while_eq(&w->word, v))
-					continue;
-			}
 			if (!atomic_compare_exchange_weak_explicit(&w->word, &v, v | W_SLEEPING,
 								   memory_order_relaxed,
 								   memory_order_relaxed))
@@ -222,6 +245,11 @@ static uint32_t wait_bits(sema_waiter *w, uint32_t mask)
 			v |= W_SLEEPING;
 		}
 		sp_park_wait(&w->word, v, -1);
+		uint32_t now = atomic_load_explicit(&w->word, memory_order_relaxed);
+		if ((now & W_AHEAD) && !(v & W_AHEAD) && !(now & mask)) {
+			atomic_fetch_and_explicit(&w->word, ~(uint32_t)W_SLEEPING, memory_order_relaxed);
+			spin = true;
+		}
 	}
 }
 
@@ -236,16 +264,17 @@ static int abandon(sp_sema *s, sema_waiter *w, int err)
 		bool was_head = s->head_ == w;
 		unlink_waiter(s, w);
 		sema_waiter *g = NULL;
+		_Atomic uint32_t *ahead = NULL;
 		if (s->head_ == NULL)
 			atomic_fetch_and_explicit(state(s), ~WAITERS, memory_order_relaxed);
 		else if (was_head)
-			g = grant(s); /* those behind may fit now */
+			g = grant(s, &ahead); /* those behind may fit now */
 		sp_ilock_unlock(qlock(s));
-		signal_granted(g);
+		signal(g, ahead);
 		return err;
 	}
 	sp_ilock_unlock(qlock(s));
-	wait_bits(w, W_GRANTED);
+	wait_bits(w, W_GRANTED, true);
 	sp_sema_release(s, w->n);
 	return err;
 }
@@ -263,16 +292,18 @@ static int acquire_slow(sp_sema *s, int64_t n, sp_ctx *ctx)
 		atomic_fetch_or_explicit(state(s), WAITERS, memory_order_relaxed);
 	enqueue(s, &w);
 	/* A release between the try and the flag saw no WAITERS: serve it now. */
-	sema_waiter *g = s->head_ == &w ? grant(s) : NULL;
+	_Atomic uint32_t *ahead = NULL;
+	bool head = s->head_ == &w;
+	sema_waiter *g = head ? grant(s, &ahead) : NULL;
 	sp_ilock_unlock(qlock(s));
-	signal_granted(g);
+	signal(g, ahead);
 	if (atomic_load_explicit(&w.word, memory_order_acquire) & W_GRANTED)
 		return 0;
 
 	int err = sp_ctx_watch_add(ctx, &w.watch, on_ctx_done);
 	if (err)
 		return abandon(s, &w, err);
-	wait_bits(&w, W_GRANTED | W_CANCELLED);
+	wait_bits(&w, W_GRANTED | W_CANCELLED, head);
 	sp_ctx_watch_remove(ctx, &w.watch); /* after this, CANCELLED cannot appear */
 	uint32_t v = atomic_load_explicit(&w.word, memory_order_acquire);
 	if (v & W_CANCELLED)

@@ -1,0 +1,113 @@
+/*
+ * bench/bench_sema.c - the weighted semaphore beside POSIX sem_t.
+ *
+ * sema_uncontended: acquire(1)+release(1) on a size-1000 semaphore (Go's
+ * BenchmarkWeighted shape), at 1 and 2 threads sharing it; anchor: sem_wait
+ * + sem_post on a sem_t of 1000.  sema_size1: a size-1 semaphore used as a
+ * lock by 8 and 32 threads (Go's 4 x GOMAXPROCS goroutines pattern).  Note
+ * that sem_t lets a running thread barge past sleeping ones, while
+ * sp_sema is strictly FIFO (x/sync's contract), so every contended
+ * hand-off costs a wake-up.  sema_acquire_seq_*: x/sync's
+ * BenchmarkAcquireSeq cases (capacity c, weight s, N acquires then N
+ * releases), one thread.
+ */
+#include <semaphore.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "spbench.h"
+#include "syncpool/sema.h"
+
+static sp_sema sem_big, sem_one;
+static sem_t psem_big, psem_one;
+
+static void bm_uncontended(spb_state *st)
+{
+	if (spb_thread_index(st) == 0)
+		sp_sema_init(&sem_big, 1000);
+	SPB_LOOP(st) {
+		sp_sema_acquire(&sem_big, 1, NULL);
+		sp_sema_release(&sem_big, 1);
+	}
+	spb_set_items_processed(st, spb_iterations(st));
+}
+SPB_REGISTER(sema_unc, .group = "sema_uncontended", .impl = "syncpool",
+	     .fn = bm_uncontended, .threads = { 1, 2 });
+
+static void bm_uncontended_posix(spb_state *st)
+{
+	if (spb_thread_index(st) == 0)
+		sem_init(&psem_big, 0, 1000);
+	SPB_LOOP(st) {
+		sem_wait(&psem_big);
+		sem_post(&psem_big);
+	}
+	spb_set_items_processed(st, spb_iterations(st));
+}
+SPB_REGISTER(sema_unc_posix, .group = "sema_uncontended", .impl = "posix",
+	     .fn = bm_uncontended_posix, .threads = { 1, 2 });
+
+static void bm_size1(spb_state *st)
+{
+	if (spb_thread_index(st) == 0)
+		sp_sema_init(&sem_one, 1);
+	SPB_LOOP(st) {
+		sp_sema_acquire(&sem_one, 1, NULL);
+		sp_sema_release(&sem_one, 1);
+	}
+	spb_set_items_processed(st, spb_iterations(st));
+}
+SPB_REGISTER(sema_size1, .group = "sema_size1", .impl = "syncpool",
+	     .fn = bm_size1, .threads = { 8, 32 });
+
+static void bm_size1_posix(spb_state *st)
+{
+	if (spb_thread_index(st) == 0)
+		sem_init(&psem_one, 0, 1);
+	SPB_LOOP(st) {
+		sem_wait(&psem_one);
+		sem_post(&psem_one);
+	}
+	spb_set_items_processed(st, spb_iterations(st));
+}
+SPB_REGISTER(sema_size1_posix, .group = "sema_size1", .impl = "posix",
+	     .fn = bm_size1_posix, .threads = { 8, 32 });
+
+/* x/sync BenchmarkAcquireSeq: {capacity, weight, N}. */
+static const struct {
+	int64_t cap, size;
+	int n;
+} seq_cases[] = {
+	{ 1, 1, 1 }, { 2, 1, 1 }, { 16, 1, 1 }, { 128, 1, 1 }, { 2, 2, 1 },
+	{ 16, 2, 8 }, { 128, 2, 64 }, { 2, 1, 2 }, { 16, 8, 2 }, { 128, 64, 2 },
+};
+#define NSEQ (sizeof seq_cases / sizeof seq_cases[0])
+
+static void bm_acquire_seq(spb_state *st)
+{
+	const int64_t i = spb_arg(st);
+	sp_sema s;
+	sp_sema_init(&s, seq_cases[i].cap);
+	const int64_t size = seq_cases[i].size;
+	const int n = seq_cases[i].n;
+	SPB_LOOP(st) {
+		for (int j = 0; j < n; j++)
+			sp_sema_acquire(&s, size, NULL);
+		for (int j = 0; j < n; j++)
+			sp_sema_release(&s, size);
+	}
+	sp_sema_destroy(&s);
+	spb_set_items_processed(st, spb_iterations(st));
+}
+
+static void __attribute__((constructor)) register_acquire_seq(void)
+{
+	static char names[NSEQ][48];
+	for (size_t i = 0; i < NSEQ; i++) {
+		snprintf(names[i], sizeof names[i], "sema_acquire_seq_c%lld_s%lld_n%d",
+			 (long long)seq_cases[i].cap, (long long)seq_cases[i].size, seq_cases[i].n);
+		spb_bench b = { .group = names[i], .impl = "syncpool", .fn = bm_acquire_seq,
+				.args = { (int64_t)i }, .nargs = 1 };
+		spb_register(&b);
+	}
+}
