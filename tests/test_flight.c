@@ -781,6 +781,72 @@ START_TEST(test_hammer)
 }
 END_TEST
 
+/* ------------------------------------------------------------ contexts racing the end of calls */
+
+struct race {
+	sp_flight *g;
+	_Atomic int runs, got, gave_up, bad;
+	int iters;
+};
+
+static int fn_race(void *arg, void **val)
+{
+	struct race *rc = arg;
+	int *v = malloc(sizeof *v);
+	*v = 7;
+	atomic_fetch_add(&rc->runs, 1);
+	sptest_sleep_ns(100000);
+	*val = v;
+	return 0;
+}
+
+static void *race_thread(void *arg)
+{
+	struct race *rc = arg;
+	unsigned seed = (unsigned)(uintptr_t)&seed;
+	for (int i = 0; i < rc->iters; i++) {
+		/* Deadlines around fn's duration: some waiters leave just as the call ends. */
+		sp_ctx *ctx;
+		int64_t t = (int64_t)(rand_r(&seed) % 200000);
+		if (sp_ctx_with_timeout(NULL, t, &ctx) != 0) {
+			atomic_fetch_add(&rc->bad, 1);
+			continue;
+		}
+		sp_flight_result r;
+		int e = sp_flight_do(rc->g, "race", 4, fn_race, rc, ctx, &r);
+		if (e == 0) {
+			if (!r.val || *(int *)r.val != 7)
+				atomic_fetch_add(&rc->bad, 1);
+			atomic_fetch_add(&rc->got, 1);
+			sp_flight_result_release(rc->g, &r);
+		} else if (e == ETIMEDOUT) {
+			atomic_fetch_add(&rc->gave_up, 1);
+		} else {
+			atomic_fetch_add(&rc->bad, 1);
+		}
+		sp_ctx_release(ctx);
+	}
+	return NULL;
+}
+
+START_TEST(test_ctx_race)
+{
+	enum { T = 32 };
+	static struct race rc;
+	memset(&rc, 0, sizeof rc);
+	atomic_store(&freed, 0);
+	rc.iters = SLOW ? 20 : 100;
+	rc.g = sp_flight_create(free_and_count);
+	sptest_run_threads(T, race_thread, &rc, 0, SPTEST_S(SLOW ? 120 : 30));
+	ck_assert_int_eq(atomic_load(&rc.bad), 0);
+	ck_assert_int_eq(atomic_load(&rc.got) + atomic_load(&rc.gave_up), T * rc.iters);
+	ck_assert_int_gt(atomic_load(&rc.got), 0);
+	/* Every value freed exactly once, whoever held it last. */
+	ck_assert_int_eq(atomic_load(&freed), atomic_load(&rc.runs));
+	sp_flight_destroy(rc.g);
+}
+END_TEST
+
 /* ------------------------------------------------------------ many in flight; destroy; allocation */
 
 static int fn_key_val(void *arg, void **val)
@@ -949,6 +1015,7 @@ static Suite *flight_suite(void)
 	tcase_add_test(tc, test_two_keys_concurrent);
 	tcase_add_test(tc, test_binary_keys);
 	tcase_add_test(tc, test_hammer);
+	tcase_add_test(tc, test_ctx_race);
 	tcase_add_test(tc, test_many_in_flight_and_destroy);
 	tcase_add_test(tc, test_steady_state_allocates_nothing);
 	suite_add_tcase(s, tc);
