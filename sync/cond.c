@@ -88,6 +88,28 @@ static void cond_on_done(sp_ctx_watch *cw)
 		sp_park_wake_one(&w->state);
 }
 
+/*
+ * Adaptive spinning, per thread: a waiter spins (bounded) on its node before
+ * parking only while spinning has been paying off - the Signal arrived
+ * during the spin.  When it keeps ending in a park anyway (the signaller is
+ * slow or descheduled, e.g. more runnable threads than CPUs) the spin is
+ * pure waste, so the thread stops spinning and only probes now and then.
+ */
+static _Thread_local uint32_t spin_misses, spin_probe;
+
+static bool cond_spin(_Atomic uint32_t *word)
+{
+	if (spin_misses >= 2 && (++spin_probe & 15) != 0)
+		return false;
+	if (sp_spin_while_eq(word, 0)) {
+		spin_misses = 0;
+		return true;
+	}
+	if (spin_misses < 64)
+		spin_misses++;
+	return false;
+}
+
 SP_API int sp_cond_wait_ctx(sp_cond *c, sp_mutex *m, sp_ctx *ctx)
 {
 	struct cond_waiter w = { 0 };
@@ -114,7 +136,7 @@ SP_API int sp_cond_wait_ctx(sp_cond *c, sp_mutex *m, sp_ctx *ctx)
 	int result = 0;
 	bool cancel_seen = false;
 	uint32_t s = atomic_load_explicit(&w.state, memory_order_acquire);
-	if (s == 0 && sp_spin_while_eq(&w.state, 0))
+	if (s == 0 && cond_spin(&w.state))
 		s = atomic_load_explicit(&w.state, memory_order_acquire);
 	while (!(s & CW_SIGNALLED)) {
 		if ((s & CW_CANCELLED) && !cancel_seen) {

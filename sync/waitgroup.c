@@ -65,35 +65,42 @@ __attribute__((noinline)) static void wg_release(sp_waitgroup *wg, uint64_t s)
 	sp_park_wake_all(wg_futex(wg));
 }
 
-SP_API void sp_waitgroup_add(sp_waitgroup *wg, int64_t delta)
+/*
+ * Everything after the atomic add that is not the common case; s is the
+ * state right after adding delta (unused when delta is out of range: then
+ * nothing was added).
+ */
+SP_API void sp_waitgroup_slow_(sp_waitgroup *wg, int64_t delta, uint64_t s)
 {
-	if (SP_UNLIKELY(delta > INT32_MAX || delta < INT32_MIN)) {
+	if (delta > INT32_MAX || delta < INT32_MIN) {
 		if (delta < 0)
 			sp_fatal("waitgroup", "negative counter");
 		sp_fatal("waitgroup", "counter overflow");
 	}
-	/*
-	 * acq_rel: a done releases the work it finished; the add that reaches
-	 * zero acquires every earlier done before releasing the waiters.
-	 */
-	uint64_t d = (uint64_t)delta << 32;
-	uint64_t s = atomic_fetch_add_explicit(wg_state(wg), d, memory_order_acq_rel) + d;
-	int64_t v = (int64_t)wg_counter(s - d) + delta; /* exact, no 32-bit wrap */
-	if (SP_UNLIKELY(v <= 0 || v > INT32_MAX || (s & WG_WAITERS))) {
-		if (v < 0)
-			sp_fatal("waitgroup", "negative counter");
-		if (v > INT32_MAX)
-			sp_fatal("waitgroup", "counter overflow");
-		if ((s & WG_WAITERS) && delta > 0 && v == delta)
-			sp_fatal("waitgroup", "add called concurrently with wait");
-		if (v == 0 && (s & WG_WAITERS))
-			wg_release(wg, s);
-	}
+	int64_t v = (int64_t)wg_counter(s - ((uint64_t)delta << 32)) + delta; /* exact */
+	if (v < 0)
+		sp_fatal("waitgroup", "negative counter");
+	if (v > INT32_MAX)
+		sp_fatal("waitgroup", "counter overflow");
+	if ((s & WG_WAITERS) && delta > 0 && v == delta)
+		sp_fatal("waitgroup", "add called concurrently with wait");
+	if (v == 0 && (s & WG_WAITERS))
+		wg_release(wg, s);
 }
 
-SP_API void sp_waitgroup_done(sp_waitgroup *wg)
+/*
+ * The exported add/done: the same inline fast path as the header's.  acq_rel
+ * on the add: a done releases the work it finished; the add that reaches
+ * zero acquires every earlier done before releasing the waiters.
+ */
+SP_API void(sp_waitgroup_add)(sp_waitgroup *wg, int64_t delta)
 {
-	sp_waitgroup_add(wg, -1);
+	sp_waitgroup_add_inline_(wg, delta);
+}
+
+SP_API void(sp_waitgroup_done)(sp_waitgroup *wg)
+{
+	sp_waitgroup_add_inline_(wg, -1);
 }
 
 SP_API void sp_waitgroup_wait(sp_waitgroup *wg)

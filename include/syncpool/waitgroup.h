@@ -62,6 +62,33 @@ void sp_waitgroup_add(sp_waitgroup *wg, int64_t delta);
 void sp_waitgroup_done(sp_waitgroup *wg);
 
 /*
+ * The fast path of add/done, inlined: one atomic add and a test, exactly
+ * what a hand-rolled counter costs.  Anything else (counter reaching zero
+ * with waiters, misuse, a delta outside 32 bits) goes to
+ * sp_waitgroup_slow_(), which is private.  `(sp_waitgroup_add)(wg, n)` and
+ * `&sp_waitgroup_add` reach the exported functions, which behave the same.
+ */
+void sp_waitgroup_slow_(sp_waitgroup *wg, int64_t delta, uint64_t state);
+
+static inline void sp_waitgroup_add_inline_(sp_waitgroup *wg, int64_t delta)
+{
+	if (__builtin_expect(delta > INT32_MAX || delta < INT32_MIN, 0)) {
+		sp_waitgroup_slow_(wg, delta, 0);
+		return;
+	}
+	uint64_t d = (uint64_t)delta << 32;
+	uint64_t s = __atomic_add_fetch(&wg->state_, d, __ATOMIC_ACQ_REL);
+	/*
+	 * Done unless the counter is now <= 0 (zero, negative, or wrapped past
+	 * INT32_MAX) or someone waits (bit 0).
+	 */
+	if (__builtin_expect((int32_t)(uint32_t)(s >> 32) <= 0 || (s & 1), 0))
+		sp_waitgroup_slow_(wg, delta, s);
+}
+#define sp_waitgroup_add(wg, delta) sp_waitgroup_add_inline_((wg), (delta))
+#define sp_waitgroup_done(wg) sp_waitgroup_add_inline_((wg), -1)
+
+/*
  * Blocks until the counter is zero; returns at once if it already is.
  * Parks (futex) rather than spinning; any number of threads may wait.
  * Synchronizes with every done/add that brought the counter to zero.
