@@ -6,33 +6,49 @@
  * itself in the state word (new readers then block: writer preference) and
  * sleeps until the readers inside have left.  On top is BRAVO (Dice & Kogan,
  * "BRAVO - Biased Locking for Reader-Writer Locks", USENIX ATC 2019): while
- * the lock is read-biased (RBIAS), a reader does not touch the state word at
+ * the lock is read-biased (RBIAS), a reader does not write the state word at
  * all - it CASes the lock's address into its own slot of a global
- * visible-readers table and re-checks RBIAS.  A writer clears RBIAS and waits
- * until no slot holds the lock any more.
+ * visible-readers table and re-checks RBIAS; its unlock is a plain store
+ * back to NULL.  A writer clears RBIAS and waits until the readers published
+ * in the table have left.
  *
  * The state word (64 bits):
  *
- *	bits  0..29  holders   read locks held through the counter
- *	bits 32..61  blocked   readers sleeping on rsem until the writer leaves
+ *	bits  0..31  holders   signed: read locks held through the counter,
+ *	                       minus table read locks released by other threads
+ *	bits 32..60  blocked   readers sleeping on rsem until the writer leaves
+ *	bit  61      CLEARING  a writer is clearing phantom slots (see below)
  *	bit  62      RBIAS     readers may use the table
  *	bit  63      WRITER    a writer holds the lock or waits for readers to leave
  *
- * Invariants: RBIAS and WRITER are never both set - a writer sets WRITER
- * and clears RBIAS in one CAS, and RBIAS is only set by a CAS that finds
- * WRITER clear.  So a reader that sees RBIAS after publishing its slot is
- * visible to every later writer, and a writer, once its CAS is done, only
- * has to wait for the slots already published.  `holders` counts exactly
- * the read locks held through the counter (readers only enter it by a CAS
- * that finds WRITER clear; a writer's unlock turns `blocked` into holders).
+ * RBIAS and WRITER are never both set: a writer sets WRITER and clears RBIAS
+ * in one CAS, and RBIAS is only set by a CAS that finds WRITER clear.  So a
+ * reader that still sees RBIAS after publishing its slot is visible to every
+ * later writer (the slot CAS, the re-check, the writer's CAS and its scan are
+ * all seq_cst), and a writer, once its CAS is done, only has to wait for
+ * readers already in: nobody enters the table or the counter until it leaves.
  *
- * Read locks are tokens: a `holders` unit or a table slot holding the lock's
- * address.  Because any thread may release a read lock that another thread
- * took, runlock releases *some* token of this lock: the caller's own slot if
- * it holds the lock, else a `holders` unit, else any slot of this lock in
- * the table.  The tokens are interchangeable, so the count always balances.
- * (A thread holding read locks on two rwmutexes whose slots collide, or the
- * same rwmutex twice, simply takes the second through the counter.)
+ * Tokens.  Every read lock held is one token: a `holders` unit or a table
+ * slot holding the lock's address, so at any moment
+ *
+ *	read locks held == holders + (slots holding rw)
+ *
+ * Any thread may release a read lock another thread took, and the API has no
+ * token to say how it was taken.  runlock releases the caller's own slot if
+ * it holds rw, else it subtracts one from `holders` - possibly below zero,
+ * when the lock it releases is a slot on another thread's line: that slot is
+ * then a "phantom", counted by the negative `holders`.  The sum stays exact.
+ * A revoking writer waits for the sum to reach zero, then clears the
+ * phantoms and adds them back to `holders`.  (A thread holding read locks on
+ * two rwmutexes whose slots collide, or the same rwmutex twice, simply takes
+ * the second through the counter.)
+ *
+ * Slot ownership.  For one lock, each live thread has its own slot: threads
+ * get dense numbers 0..VR_LINES-1, reused after they exit; a thread beyond
+ * VR_LINES live ones uses the counter only.  A slot holding rw was thus
+ * written by its owner, and only its owner (or a writer clearing phantoms,
+ * when no read lock is held at all) empties it - which is what lets the
+ * owner's runlock be a plain store.
  *
  * Bias policy: a zero lock starts unbiased and the first reader through the
  * counter sets RBIAS.  A writer that had to revoke the bias measures how long
@@ -43,28 +59,36 @@
  * Waiting: readers blocked by a writer sleep on rsem (a token semaphore the
  * writer's unlock posts to, one token per blocked reader); the writer waiting
  * for readers to leave sleeps on `drain`, an epoch that a leaving reader
- * bumps when it sees WRITER set.
+ * bumps when it sees WRITER set.  A table reader's plain-store unlock may
+ * miss the writer (the store and the load of WRITER can pass each other), so
+ * while table readers remain the writer also looks again on a timeout that
+ * backs off from 20 us to 1 ms.
  */
 #include "syncpool/rwmutex.h"
 
+#include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 
 #include "common.h"
 #include "park.h"
 
-#define HOLDER        ((uint64_t)1)
-#define HOLDERS_MASK  ((((uint64_t)1) << 30) - 1)
+#define HOLDERS_MASK  ((uint64_t)0xffffffff)
 #define BLOCKED       (((uint64_t)1) << 32)
 #define BLOCKED_SHIFT 32
-#define BLOCKED_MASK  (HOLDERS_MASK << BLOCKED_SHIFT)
+#define BLOCKED_MASK  ((((uint64_t)1 << 29) - 1) << BLOCKED_SHIFT)
+#define CLEARING      (((uint64_t)1) << 61)
 #define RBIAS         (((uint64_t)1) << 62)
 #define WRITER        (((uint64_t)1) << 63)
 
 #define INHIBIT_FACTOR 9
 
-static inline uint64_t holders(uint64_t s) { return s & HOLDERS_MASK; }
+static inline int32_t holders(uint64_t s) { return (int32_t)(uint32_t)(s & HOLDERS_MASK); }
 static inline uint64_t blocked(uint64_t s) { return (s & BLOCKED_MASK) >> BLOCKED_SHIFT; }
+static inline uint64_t add_holders(uint64_t s, int32_t d)
+{
+	return (s & ~HOLDERS_MASK) | (uint32_t)((uint32_t)holders(s) + (uint32_t)d);
+}
 
 static inline _Atomic uint64_t *state_of(sp_rwmutex *rw) { return (_Atomic uint64_t *)&rw->state_; }
 static inline _Atomic uint32_t *rsem_of(sp_rwmutex *rw) { return (_Atomic uint32_t *)&rw->rsem_; }
@@ -75,46 +99,111 @@ static inline _Atomic int64_t *inhibit_of(sp_rwmutex *rw) { return (_Atomic int6
 
 /*
  * The visible-readers table: VR_LINES lines of VR_COLS slots, one line per
- * SP_CACHELINE bytes.  The slot of thread t for lock L is in column col(L)
- * of line (t + row(L)) mod VR_LINES, where t is a dense per-thread number:
- * for one lock, up to VR_LINES threads get slots on distinct lines (readers
- * of one hot lock never false-share), and all slots that can hold L lie in
- * one column, so a writer scans VR_LINES slots, not the whole table.  Each
- * slot is written by the threads that hash to it (normally one) and by
- * writers only through runlock-on-behalf; writers read whole columns.
+ * SP_CACHELINE bytes (32 KiB).  Thread t's slot for lock L is in column
+ * col(L) of line (t + row(L)) mod VR_LINES: for one lock, live threads get
+ * slots on distinct lines (readers of one hot lock never false-share), and
+ * all slots that can hold L lie in one column, so a writer scans VR_LINES
+ * slots, not the whole table.  A slot is written by the threads whose
+ * (thread, lock) pairs hash to it - for a given lock, by one thread only -
+ * and read by writers.
  */
-#define VR_COLS  (SP_CACHELINE / sizeof(uintptr_t))
+#define VR_COLS  16u
 #define VR_LINES 256u
+#define VR_SIZE  (VR_COLS * VR_LINES)
+_Static_assert(VR_COLS * sizeof(uintptr_t) == SP_CACHELINE, "one table line per cache line");
+_Static_assert(VR_SIZE == 4096, "lock_hash() yields 12 bits");
 
-static SP_CACHE_ALIGNED _Atomic uintptr_t vr_table[VR_LINES * VR_COLS];
-static _Atomic uint32_t vr_next_thread;
+static SP_CACHE_ALIGNED _Atomic uintptr_t vr_table[VR_SIZE];
+
+/*
+ * A lock's hash: 12 bits, its column in the low 4, its line offset in the
+ * high 8.
+ */
+static inline uint32_t lock_hash(const sp_rwmutex *rw)
+{
+	return (uint32_t)(((uint64_t)(uintptr_t)rw * UINT64_C(0x9E3779B97F4A7C15)) >> 52);
+}
+
+static inline uint32_t lock_col(const sp_rwmutex *rw) { return lock_hash(rw) % VR_COLS; }
+
+/*
+ * Per thread: VR_SIZE + VR_COLS * (its dense number), so that adding a lock
+ * hash and masking gives the slot; 0 while not assigned, VR_NONE when the
+ * thread has no slots (more than VR_LINES threads live).
+ */
+#define VR_NONE 1u
 static __thread uint32_t vr_self __attribute__((tls_model("initial-exec")));
 
-static inline uint64_t lock_hash(const sp_rwmutex *rw)
+/* Dense thread numbers in use (bit per number); freed by a key destructor at thread exit. */
+static _Atomic uint64_t vr_used[VR_LINES / 64];
+static pthread_key_t vr_key;
+static pthread_once_t vr_key_once = PTHREAD_ONCE_INIT;
+
+static void vr_thread_exit(void *p)
 {
-	return ((uint64_t)(uintptr_t)rw * UINT64_C(0x9E3779B97F4A7C15)) >> 40;
+	uint32_t t = (uint32_t)((uintptr_t)p - 1);
+	/*
+	 * Any read lock this thread still holds through its slots stays
+	 * valid: a later owner of the number finds rw in "its" slot and the
+	 * tokens are interchangeable.  This thread uses no slot any more.
+	 */
+	vr_self = VR_NONE;
+	atomic_fetch_and_explicit(&vr_used[t / 64], ~((uint64_t)1 << (t % 64)), memory_order_release);
 }
 
-static inline uint32_t lock_col(uint64_t h) { return (uint32_t)(h >> 16) % VR_COLS; }
-
-static __attribute__((noinline)) uint32_t self_assign(void)
+static void vr_key_create(void)
 {
-	vr_self = atomic_fetch_add_explicit(&vr_next_thread, 1, memory_order_relaxed) + 1;
-	return vr_self;
+	if (pthread_key_create(&vr_key, vr_thread_exit) != 0)
+		vr_key = (pthread_key_t)-1;
 }
 
-/* The calling thread's slot for rw. */
+static __attribute__((noinline, cold)) uint32_t self_assign(void)
+{
+	pthread_once(&vr_key_once, vr_key_create);
+	vr_self = VR_NONE;
+	if (vr_key == (pthread_key_t)-1)
+		return VR_NONE;
+	for (uint32_t w = 0; w < VR_LINES / 64; w++) {
+		uint64_t used = atomic_load_explicit(&vr_used[w], memory_order_relaxed);
+		while (~used != 0) {
+			uint32_t b = (uint32_t)__builtin_ctzll(~used);
+			if (atomic_compare_exchange_weak_explicit(&vr_used[w], &used, used | ((uint64_t)1 << b),
+								  memory_order_acquire, memory_order_relaxed)) {
+				uint32_t t = w * 64 + b;
+				if (pthread_setspecific(vr_key, (void *)(uintptr_t)(t + 1)) != 0) {
+					atomic_fetch_and(&vr_used[w], ~((uint64_t)1 << b));
+					return VR_NONE;
+				}
+				vr_self = VR_SIZE + t * VR_COLS;
+				return vr_self;
+			}
+		}
+	}
+	return VR_NONE;
+}
+
+/* The calling thread's slot for rw, or NULL if it has none. */
 static inline _Atomic uintptr_t *my_slot(const sp_rwmutex *rw)
 {
-	uint32_t t = vr_self;
-	if (SP_UNLIKELY(t == 0))
-		t = self_assign();
-	uint64_t h = lock_hash(rw);
-	uint32_t line = (t + (uint32_t)h) % VR_LINES;
-	return &vr_table[line * VR_COLS + lock_col(h)];
+	uint32_t base = vr_self;
+	if (SP_UNLIKELY(base < VR_SIZE)) {
+		if (base == VR_NONE || (base = self_assign()) == VR_NONE)
+			return NULL;
+	}
+	return &vr_table[(base + lock_hash(rw)) % VR_SIZE];
 }
 
-/* ---------------------------------------------------------------- tokens */
+/* How many slots hold rw (phantoms and transient ones included). */
+static int32_t count_slots(sp_rwmutex *rw)
+{
+	uint32_t col = lock_col(rw);
+	int32_t n = 0;
+	for (uint32_t line = 0; line < VR_LINES; line++)
+		n += atomic_load_explicit(&vr_table[line * VR_COLS + col], memory_order_seq_cst) == (uintptr_t)rw;
+	return n;
+}
+
+/* ---------------------------------------------------------------- waking */
 
 /* Takes one wake-up token from a semaphore word, sleeping until one is posted. */
 static void sema_acquire(_Atomic uint32_t *sema)
@@ -132,7 +221,7 @@ static void sema_acquire(_Atomic uint32_t *sema)
 }
 
 /* A reader left while a writer waits: move the epoch so the writer looks again. */
-static void wake_writer(sp_rwmutex *rw)
+static __attribute__((noinline)) void wake_writer(sp_rwmutex *rw)
 {
 	atomic_fetch_add_explicit(drain_of(rw), 1, memory_order_seq_cst);
 	sp_park_wake_one(drain_of(rw));
@@ -167,54 +256,107 @@ static void bias_enable(sp_rwmutex *rw, uint64_t s)
 	}
 }
 
+/* ---------------------------------------------------------------- read unlock (slow) */
+
+/*
+ * Releases one read lock through the counter: the caller's slot does not
+ * hold rw, so the lock was taken through the counter or is a slot on
+ * another thread's line (holders goes negative: a phantom).  Misuse is a
+ * negative sum of tokens; since other threads' unlocks move the two terms
+ * while we look, a negative reading is re-checked before it is fatal.
+ */
+static __attribute__((noinline)) void runlock_slow(sp_rwmutex *rw)
+{
+	_Atomic uint64_t *st = state_of(rw);
+	uint64_t s = atomic_load_explicit(st, memory_order_relaxed);
+	uint64_t n;
+	do {
+		if (SP_UNLIKELY(holders(s) == INT32_MIN))
+			sp_fatal("rwmutex", "runlock of unlocked rwmutex");
+		n = add_holders(s, -1);
+	} while (!atomic_compare_exchange_weak_explicit(st, &s, n, memory_order_seq_cst, memory_order_relaxed));
+	if (n & WRITER)
+		wake_writer(rw);
+	if (SP_LIKELY(holders(n) >= 0))
+		return;
+	for (int pass = 0; pass < 4; pass++) {
+		s = atomic_load_explicit(st, memory_order_seq_cst);
+		if ((s & CLEARING) || holders(s) + count_slots(rw) >= 0)
+			return;
+		sched_yield();
+	}
+	sp_fatal("rwmutex", "runlock of unlocked rwmutex");
+}
+
+SP_API void sp_rwmutex_runlock(sp_rwmutex *rw)
+{
+	_Atomic uintptr_t *slot = my_slot(rw);
+	if (SP_LIKELY(slot != NULL) &&
+	    SP_LIKELY(atomic_load_explicit(slot, memory_order_relaxed) == (uintptr_t)rw)) {
+		/* Only this thread empties its slot while a read lock is held. */
+		atomic_store_explicit(slot, 0, memory_order_release);
+		/* A writer revoking the bias may be waiting (if we miss it, it polls). */
+		if (SP_UNLIKELY(atomic_load_explicit(state_of(rw), memory_order_relaxed) & WRITER))
+			wake_writer(rw);
+		return;
+	}
+	runlock_slow(rw);
+}
+
 /* ---------------------------------------------------------------- read lock */
 
 /*
- * The BRAVO fast path: publish rw in the caller's slot, then check the bias
- * is still on.  The slot CAS and the re-check are seq_cst, as is the
- * writer's clearing of RBIAS and its scan: either the writer's scan sees our
- * slot, or we see RBIAS clear and back out.
+ * The bias was revoked between our slot CAS and the re-check: back out.  If
+ * a writer clearing phantoms took our transient slot meanwhile (it added
+ * one to holders for it), give that unit back.
  */
-static void release_some_token(sp_rwmutex *rw);
-
-static inline bool fast_rlock(sp_rwmutex *rw)
+static __attribute__((noinline)) void fast_backout(sp_rwmutex *rw, _Atomic uintptr_t *slot, uint64_t s)
 {
-	_Atomic uintptr_t *slot = my_slot(rw);
-	uintptr_t expect = 0;
-	if (!atomic_compare_exchange_strong_explicit(slot, &expect, (uintptr_t)rw, memory_order_seq_cst,
-						     memory_order_relaxed))
-		return false; /* slot taken (another lock, or this one already): use the counter */
-	uint64_t s = atomic_load_explicit(state_of(rw), memory_order_seq_cst);
-	if (SP_LIKELY(s & RBIAS))
-		return true;
-	/* A writer revoked the bias meanwhile: back out. */
-	expect = (uintptr_t)rw;
+	uintptr_t expect = (uintptr_t)rw;
 	if (atomic_compare_exchange_strong_explicit(slot, &expect, 0, memory_order_seq_cst,
 						    memory_order_relaxed)) {
 		if (s & WRITER)
 			wake_writer(rw); /* it may be waiting for this slot */
 	} else {
-		/*
-		 * A runlock on another thread's behalf took our transient
-		 * token as its own: the token it meant to release is still
-		 * out there.  Release it for them.
-		 */
-		release_some_token(rw);
+		runlock_slow(rw);
 	}
+}
+
+/*
+ * The BRAVO fast path: publish rw in the caller's slot, then check that the
+ * bias is still on.  The re-check is also the acquire that orders us after
+ * the last writer: RBIAS was set by an RMW in the release sequence of that
+ * writer's unlock.  Returns false to go through the counter.
+ */
+static inline bool fast_rlock(sp_rwmutex *rw)
+{
+	if (!(atomic_load_explicit(state_of(rw), memory_order_relaxed) & RBIAS))
+		return false;
+	_Atomic uintptr_t *slot = my_slot(rw);
+	if (SP_UNLIKELY(slot == NULL))
+		return false;
+	uintptr_t expect = 0;
+	if (!atomic_compare_exchange_strong_explicit(slot, &expect, (uintptr_t)rw, memory_order_seq_cst,
+						     memory_order_relaxed))
+		return false; /* slot in use (another lock, or this one already) */
+	uint64_t s = atomic_load_explicit(state_of(rw), memory_order_seq_cst);
+	if (SP_LIKELY(s & RBIAS))
+		return true;
+	fast_backout(rw, slot, s);
 	return false;
 }
 
 /* Enters through the counter if no writer is there; else returns the state seen. */
-static inline bool counter_tryrlock(sp_rwmutex *rw, uint64_t *sp)
+static bool counter_tryrlock(sp_rwmutex *rw, uint64_t *sp)
 {
 	uint64_t s = atomic_load_explicit(state_of(rw), memory_order_relaxed);
 	while (!(s & WRITER)) {
-		if (atomic_compare_exchange_weak_explicit(state_of(rw), &s, s + HOLDER, memory_order_acquire,
+		uint64_t n = add_holders(s, 1);
+		if (atomic_compare_exchange_weak_explicit(state_of(rw), &s, n, memory_order_acquire,
 							  memory_order_relaxed)) {
-			s += HOLDER;
-			if (!(s & RBIAS) && bias_allowed(rw))
-				bias_enable(rw, s);
-			*sp = s;
+			if (!(n & RBIAS) && bias_allowed(rw))
+				bias_enable(rw, n);
+			*sp = n;
 			return true;
 		}
 	}
@@ -222,19 +364,15 @@ static inline bool counter_tryrlock(sp_rwmutex *rw, uint64_t *sp)
 	return false;
 }
 
-SP_API void sp_rwmutex_rlock(sp_rwmutex *rw)
+static __attribute__((noinline)) void rlock_slow(sp_rwmutex *rw)
 {
-	if (atomic_load_explicit(state_of(rw), memory_order_relaxed) & RBIAS) {
-		if (SP_LIKELY(fast_rlock(rw)))
-			return;
-	}
 	uint64_t s;
 	if (counter_tryrlock(rw, &s))
 		return;
 	/* A writer is there: register as blocked, sleep until its unlock. */
 	for (;;) {
 		if (!(s & WRITER)) {
-			if (atomic_compare_exchange_weak_explicit(state_of(rw), &s, s + HOLDER,
+			if (atomic_compare_exchange_weak_explicit(state_of(rw), &s, add_holders(s, 1),
 								  memory_order_acquire, memory_order_relaxed))
 				return;
 			continue;
@@ -247,117 +385,104 @@ SP_API void sp_rwmutex_rlock(sp_rwmutex *rw)
 	sema_acquire(rsem_of(rw));
 }
 
-SP_API bool sp_rwmutex_tryrlock(sp_rwmutex *rw)
+SP_API void sp_rwmutex_rlock(sp_rwmutex *rw)
 {
-	if (atomic_load_explicit(state_of(rw), memory_order_relaxed) & RBIAS) {
-		if (SP_LIKELY(fast_rlock(rw)))
-			return true;
-	}
+	if (SP_LIKELY(fast_rlock(rw)))
+		return;
+	rlock_slow(rw);
+}
+
+static __attribute__((noinline)) bool tryrlock_slow(sp_rwmutex *rw)
+{
 	uint64_t s;
 	return counter_tryrlock(rw, &s);
 }
 
-/* ---------------------------------------------------------------- read unlock */
-
-/* Drops one `holders` unit if there is one. */
-static bool release_holder(sp_rwmutex *rw)
+SP_API bool sp_rwmutex_tryrlock(sp_rwmutex *rw)
 {
-	_Atomic uint64_t *st = state_of(rw);
-	uint64_t s = atomic_load_explicit(st, memory_order_relaxed);
-	while (holders(s) != 0) {
-		if (atomic_compare_exchange_weak_explicit(st, &s, s - HOLDER, memory_order_seq_cst,
-							  memory_order_relaxed)) {
-			if ((s & WRITER) && holders(s) == 1)
-				wake_writer(rw);
-			return true;
-		}
-	}
-	return false;
-}
-
-/* Takes any table slot holding rw (a read lock taken by another thread). */
-static bool release_any_slot(sp_rwmutex *rw)
-{
-	uint32_t col = lock_col(lock_hash(rw));
-	for (uint32_t line = 0; line < VR_LINES; line++) {
-		_Atomic uintptr_t *slot = &vr_table[line * VR_COLS + col];
-		uintptr_t v = atomic_load_explicit(slot, memory_order_relaxed);
-		if (v != (uintptr_t)rw)
-			continue;
-		if (atomic_compare_exchange_strong_explicit(slot, &v, 0, memory_order_seq_cst,
-							    memory_order_relaxed)) {
-			if (atomic_load_explicit(state_of(rw), memory_order_seq_cst) & WRITER)
-				wake_writer(rw);
-			return true;
-		}
-	}
-	return false;
-}
-
-/*
- * The caller's own slot does not hold rw: release a counter unit, or else a
- * slot another thread published.  Tokens come and go while we look (other
- * threads release theirs), so a miss is retried before it is called misuse.
- */
-static void release_some_token(sp_rwmutex *rw)
-{
-	for (int pass = 0; pass < 4; pass++) {
-		if (release_holder(rw) || release_any_slot(rw))
-			return;
-		if (pass > 0)
-			sched_yield();
-	}
-	sp_fatal("rwmutex", "runlock of unlocked rwmutex");
-}
-
-SP_API void sp_rwmutex_runlock(sp_rwmutex *rw)
-{
-	_Atomic uintptr_t *slot = my_slot(rw);
-	uintptr_t expect = (uintptr_t)rw;
-	if (SP_LIKELY(atomic_compare_exchange_strong_explicit(slot, &expect, 0, memory_order_seq_cst,
-							      memory_order_relaxed))) {
-		/* A writer revoking the bias may be waiting for this slot. */
-		if (SP_UNLIKELY(atomic_load_explicit(state_of(rw), memory_order_seq_cst) & WRITER))
-			wake_writer(rw);
-		return;
-	}
-	release_some_token(rw);
+	if (SP_LIKELY(fast_rlock(rw)))
+		return true;
+	return tryrlock_slow(rw);
 }
 
 /* ---------------------------------------------------------------- write lock */
 
-/* First line at or after `from` whose slot still holds rw, or VR_LINES. */
-static uint32_t scan_slots(sp_rwmutex *rw, uint32_t from)
+/*
+ * Read locks still held, seen by a writer (WRITER set): holders plus the
+ * slots holding rw when the bias was on.  Slots only empty while WRITER is
+ * set (a transient one appears only to back out, and counts as held while
+ * visible), and holders only falls, so a reading of 0 means none is held.
+ */
+static int32_t readers_left(sp_rwmutex *rw, bool table, int32_t *slots)
 {
-	uint32_t col = lock_col(lock_hash(rw));
-	for (uint32_t line = from; line < VR_LINES; line++) {
-		if (atomic_load_explicit(&vr_table[line * VR_COLS + col], memory_order_seq_cst) ==
-		    (uintptr_t)rw)
-			return line;
-	}
-	return VR_LINES;
+	*slots = table ? count_slots(rw) : 0;
+	return holders(atomic_load_explicit(state_of(rw), memory_order_seq_cst)) + *slots;
+}
+
+/* Adds d to holders and sets or clears CLEARING. */
+static void adjust_holders(sp_rwmutex *rw, int32_t d, bool clearing)
+{
+	_Atomic uint64_t *st = state_of(rw);
+	uint64_t s = atomic_load_explicit(st, memory_order_relaxed);
+	uint64_t n;
+	do {
+		n = add_holders(s, d);
+		n = clearing ? n | CLEARING : n & ~CLEARING;
+	} while (!atomic_compare_exchange_weak_explicit(st, &s, n, memory_order_relaxed, memory_order_relaxed));
 }
 
 /*
- * Waits, WRITER set, until no reader holds rw: no holders, and - when the
- * bias was on - no slot publishing rw.  Slots behind the scan position stay
- * clear: once RBIAS is off, a reader that publishes sees it off and backs
- * out, never entering.
+ * With no read lock held, the slots still holding rw are phantoms (their
+ * read locks were released by other threads, into holders): empty them and
+ * give the units back to holders.  A transient slot (a reader about to back
+ * out) may be emptied too; that reader then takes the unit back itself.  The
+ * units are added first, under CLEARING, so that holders never reads lower
+ * than the truth meanwhile (runlock's misuse check trusts it otherwise).
  */
-static void wait_readers(sp_rwmutex *rw, bool revoke)
+static void clear_phantoms(sp_rwmutex *rw)
 {
-	uint32_t line = revoke ? 0 : VR_LINES;
+	int32_t k = count_slots(rw);
+	if (k == 0)
+		return;
+	adjust_holders(rw, k, true);
+	uint32_t col = lock_col(rw);
+	int32_t cleared = 0;
+	for (uint32_t line = 0; line < VR_LINES; line++) {
+		_Atomic uintptr_t *slot = &vr_table[line * VR_COLS + col];
+		uintptr_t v = (uintptr_t)rw;
+		if (atomic_load_explicit(slot, memory_order_relaxed) == v &&
+		    atomic_compare_exchange_strong_explicit(slot, &v, 0, memory_order_relaxed, memory_order_relaxed))
+			cleared++;
+	}
+	adjust_holders(rw, cleared - k, false);
+}
+
+/* Waits, WRITER set, until no read lock is held. */
+static void wait_readers(sp_rwmutex *rw, bool table)
+{
+	int64_t backoff = 20000; /* ns, doubling to 1 ms */
+	int spins = 0;
 	for (;;) {
 		uint32_t e = atomic_load_explicit(drain_of(rw), memory_order_seq_cst);
-		uint64_t s = atomic_load_explicit(state_of(rw), memory_order_seq_cst);
-		if (holders(s) == 0) {
-			line = scan_slots(rw, line);
-			if (line == VR_LINES)
-				return;
+		int32_t slots;
+		int32_t left = readers_left(rw, table, &slots);
+		if (left <= 0)
+			break;
+		if (spins < 4) {
+			spins++;
+			if (sp_spin_while_eq(drain_of(rw), e))
+				continue;
 		}
-		if (!sp_spin_while_eq(drain_of(rw), e))
+		if (slots == 0) {
+			/* Only counter holders left: their unlocks wake us reliably. */
 			sp_park_wait(drain_of(rw), e, -1);
+		} else {
+			sp_park_wait(drain_of(rw), e, sp_now_ns() + backoff);
+			backoff = backoff < 1000000 ? backoff * 2 : backoff;
+		}
 	}
+	if (table)
+		clear_phantoms(rw);
 }
 
 /* Sets WRITER and clears RBIAS; returns the state before. */
@@ -383,11 +508,11 @@ SP_API void sp_rwmutex_lock(sp_rwmutex *rw)
 	} else if (holders(s) != 0) {
 		wait_readers(rw, false);
 	}
-	/* Acquire what the readers did: they released with seq_cst RMWs we read. */
+	/* Acquire what the readers did (their releases were read above). */
 	atomic_thread_fence(memory_order_acquire);
 }
 
-/* Clears WRITER, turns blocked readers into holders and wakes them; restores RBIAS if asked. */
+/* Clears WRITER, turns blocked readers into holders and wakes them; sets `bias` bits. */
 static void release_writer(sp_rwmutex *rw, uint64_t bias)
 {
 	_Atomic uint64_t *st = state_of(rw);
@@ -397,13 +522,13 @@ static void release_writer(sp_rwmutex *rw, uint64_t bias)
 		if (SP_UNLIKELY(!(s & WRITER)))
 			sp_fatal("rwmutex", "unlock of unlocked rwmutex");
 		n = blocked(s);
-		uint64_t ns = ((s & ~(WRITER | BLOCKED_MASK)) + n * HOLDER) | bias;
+		uint64_t ns = add_holders(s & ~(WRITER | BLOCKED_MASK), (int32_t)n) | bias;
 		if (atomic_compare_exchange_weak_explicit(st, &s, ns, memory_order_release, memory_order_relaxed))
 			break;
 	}
 	if (n != 0) {
 		atomic_fetch_add_explicit(rsem_of(rw), (uint32_t)n, memory_order_release);
-		sp_park_wake(rsem_of(rw), (int)(n > 0x7fffffff ? 0x7fffffff : n));
+		sp_park_wake(rsem_of(rw), (int)n);
 	}
 	sp_mutex_unlock(&rw->w_);
 }
@@ -415,7 +540,11 @@ SP_API bool sp_rwmutex_trylock(sp_rwmutex *rw)
 	_Atomic uint64_t *st = state_of(rw);
 	uint64_t s = atomic_load_explicit(st, memory_order_relaxed);
 	for (;;) {
-		if (holders(s) != 0 || (s & WRITER)) {
+		if (s & WRITER) {
+			sp_mutex_unlock(&rw->w_);
+			return false;
+		}
+		if (holders(s) > 0) { /* a read lock is held through the counter */
 			sp_mutex_unlock(&rw->w_);
 			return false;
 		}
@@ -423,10 +552,14 @@ SP_API bool sp_rwmutex_trylock(sp_rwmutex *rw)
 							  memory_order_relaxed))
 			break;
 	}
-	if ((s & RBIAS) && scan_slots(rw, 0) != VR_LINES) {
-		/* Readers hold it through the table: undo, leaving the bias as it was. */
-		release_writer(rw, RBIAS);
-		return false;
+	if (s & RBIAS) {
+		int32_t slots;
+		if (readers_left(rw, true, &slots) > 0) {
+			/* Readers are in: undo, leaving the bias as it was. */
+			release_writer(rw, RBIAS);
+			return false;
+		}
+		clear_phantoms(rw);
 	}
 	atomic_thread_fence(memory_order_acquire);
 	return true;
