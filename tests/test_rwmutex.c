@@ -177,10 +177,10 @@ static void hammer(int threads, int iters, int write_every)
 /* Go's TestRWMutex (HammerRWMutex), with several read/write mixes. */
 START_TEST(test_rwmutex_hammer)
 {
-	hammer(4, 20000 / SCALE, 2);
-	hammer(10, 10000 / SCALE, 10);
-	hammer(10, 20000 / SCALE, 100);
-	hammer(8, 20000 / SCALE, 1000);
+	hammer(4, 10000 / SCALE, 2);
+	hammer(10, 6000 / SCALE, 10);
+	hammer(10, 15000 / SCALE, 100);
+	hammer(8, 15000 / SCALE, 1000);
 }
 END_TEST
 
@@ -360,6 +360,124 @@ START_TEST(test_rwmutex_runlock_relay)
 }
 END_TEST
 
+
+/* A read lock taken through the table and released by another thread leaves
+ * a phantom slot: a writer must still get in, and the lock must stay usable. */
+START_TEST(test_rwmutex_phantom_then_writer)
+{
+	sp_rwmutex rw = SP_RWMUTEX_INIT;
+	sp_rwmutex_rlock(&rw); /* turns the bias on */
+	sp_rwmutex_runlock(&rw);
+	for (int i = 0; i < 10; i++) {
+		sp_rwmutex_rlock(&rw);
+		sp_rwmutex_rlock(&rw);
+		run_on_other_thread(do_runlock, &rw); /* one release on our behalf... */
+		ck_assert(!sp_rwmutex_trylock(&rw));  /* ...one read lock still held */
+		sp_rwmutex_runlock(&rw);
+		sp_rwmutex_lock(&rw); /* clears the phantom */
+		sp_rwmutex_unlock(&rw);
+		sptest_sleep_ns(SPTEST_MS(1)); /* let the bias come back */
+	}
+	sp_rwmutex_rlock(&rw);
+	sp_rwmutex_runlock(&rw);
+	ck_assert(sp_rwmutex_trylock(&rw));
+	sp_rwmutex_unlock(&rw);
+}
+END_TEST
+
+/* A thread exits holding a read lock; its table slot number is reused by new
+ * threads; the lock is released later by the main thread. */
+static void *rlock_and_exit(void *arg)
+{
+	sp_rwmutex_rlock(arg);
+	return NULL;
+}
+
+static void *read_once(void *arg)
+{
+	sp_rwmutex_rlock(arg);
+	sp_rwmutex_runlock(arg);
+	return NULL;
+}
+
+START_TEST(test_rwmutex_holder_exits)
+{
+	sp_rwmutex rw = SP_RWMUTEX_INIT;
+	sp_rwmutex_rlock(&rw);
+	sp_rwmutex_runlock(&rw);
+	for (int i = 0; i < 4; i++) {
+		run_on_other_thread(rlock_and_exit, &rw);
+		for (int k = 0; k < 8; k++)
+			run_on_other_thread(read_once, &rw);
+		ck_assert(!sp_rwmutex_trylock(&rw));
+		sp_rwmutex_runlock(&rw);
+		sp_rwmutex_lock(&rw);
+		sp_rwmutex_unlock(&rw);
+	}
+}
+END_TEST
+
+/* More live threads than table lines: the extra ones read through the counter. */
+struct crowd {
+	sp_rwmutex rw;
+	_Atomic int inside;
+	_Atomic bool go;
+	int n;
+};
+
+static void *crowd_reader(void *arg)
+{
+	struct crowd *c = arg;
+	sp_rwmutex_rlock(&c->rw);
+	atomic_fetch_add(&c->inside, 1);
+	while (!atomic_load(&c->go))
+		sptest_sleep_ns(SPTEST_MS(1));
+	sp_rwmutex_runlock(&c->rw);
+	return NULL;
+}
+
+static void *crowd_writer(void *arg)
+{
+	struct crowd *c = arg;
+	sp_rwmutex_lock(&c->rw);
+	ck_assert_int_eq(atomic_load(&c->inside), c->n); /* every reader came in first */
+	atomic_store(&c->inside, -1);
+	sp_rwmutex_unlock(&c->rw);
+	return NULL;
+}
+
+START_TEST(test_rwmutex_crowd)
+{
+	struct crowd *c = calloc(1, sizeof *c);
+	ck_assert_ptr_nonnull(c);
+	c->n = 300;
+	sp_rwmutex_rlock(&c->rw); /* bias on */
+	sp_rwmutex_runlock(&c->rw);
+	pthread_t *t = calloc((size_t)c->n, sizeof *t);
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	for (int i = 0; i < c->n; i++)
+		ck_assert_int_eq(pthread_create(&t[i], &attr, crowd_reader, c), 0);
+	int64_t end = sptest_now_ns() + SPTEST_S(20);
+	while (atomic_load(&c->inside) < c->n && sptest_now_ns() < end)
+		sptest_sleep_ns(SPTEST_MS(1));
+	ck_assert_int_eq(atomic_load(&c->inside), c->n);
+	pthread_t w;
+	ck_assert_int_eq(pthread_create(&w, NULL, crowd_writer, c), 0);
+	sptest_sleep_ns(SPTEST_MS(10));
+	ck_assert_int_eq(atomic_load(&c->inside), c->n); /* writer waits for all 300 */
+	atomic_store(&c->go, true);
+	for (int i = 0; i < c->n; i++)
+		ck_assert(sptest_join_within(t[i], SPTEST_S(20), NULL));
+	ck_assert(sptest_join_within(w, SPTEST_S(20), NULL));
+	ck_assert_int_eq(atomic_load(&c->inside), -1);
+	pthread_attr_destroy(&attr);
+	free(t);
+	free(c);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- many locks */
 
 enum { NLOCKS = 1000 };
@@ -482,6 +600,9 @@ static Suite *rwmutex_suite(void)
 	tcase_add_test(tc, test_rwmutex_writer_preference);
 	tcase_add_test(tc, test_rwmutex_unlock_other_thread);
 	tcase_add_test(tc, test_rwmutex_runlock_relay);
+	tcase_add_test(tc, test_rwmutex_phantom_then_writer);
+	tcase_add_test(tc, test_rwmutex_holder_exits);
+	tcase_add_test(tc, test_rwmutex_crowd);
 	tcase_add_test(tc, test_rwmutex_many_locks);
 	suite_add_tcase(s, tc);
 
