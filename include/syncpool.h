@@ -18,5 +18,6 @@
 #include "syncpool/flight.h"
 #include "syncpool/sema.h"
 #include "syncpool/rwmutex.h"
+#include "syncpool/pool.h"
 
 #endif /* SYNCPOOL_H */

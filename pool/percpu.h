@@ -1,0 +1,407 @@
+/*
+ * pool/percpu.h - per-CPU areas updated by restartable sequences.
+ *
+ * Never installed.  The pool keeps, for each CPU (or each mm_cid, see below),
+ * one area: a private slot and a bounded stack of object pointers, described
+ * by one 64-bit state word.  The fast path pops and pushes with restartable
+ * sequences (rseq, Linux >= 4.18) running on the area glibc registered for
+ * the thread (<sys/rseq.h>: __rseq_offset, __rseq_size); we never register
+ * one of our own (tcmalloc issue 144: a second registration fails or steals
+ * glibc's).  The idea and the discipline are tcmalloc's per-CPU caches
+ * (tcmalloc/internal/percpu_tcmalloc.h, docs/rseq.md).
+ *
+ * The state word (written only by a commit, or under the area lock):
+ *
+ *	bits  0..15  n      objects in the stack (stack[0..n) live), n <= cap
+ *	bit   16     slot   the private slot holds an object
+ *	bits 17..63  ops    pushes + pops committed on this area since the last
+ *	                    fold (the fast path counts its own operations here,
+ *	                    so they cost no extra store; see "Counting" below)
+ *
+ * A restartable sequence: the thread stores the address of a descriptor
+ * (struct rseq_cs: start, length, abort address) into its rseq area, reads
+ * its CPU number, computes the area, reads and prepares, and ends with ONE
+ * store - the commit - of the new state word.  If the kernel preempts the
+ * thread, migrates it or delivers a signal while it is between start and the
+ * commit, the kernel moves it to the abort address, which starts over.  So a
+ * commit always lands on the area of the CPU the thread is running on, with
+ * nothing else from that CPU interleaved: per-CPU data needs no lock and no
+ * atomic RMW.  The preparatory stores (the object into stack[n] or the slot,
+ * for a push) go to entries the state word says are free: if the sequence is
+ * aborted they are simply overwritten later.
+ *
+ * Index: cpu_id, or mm_cid when the kernel provides it (Linux >= 6.3; reported
+ * by getauxval(AT_RSEQ_FEATURE_SIZE) >= 28).  mm_cid is a per-process dense
+ * id: threads running at the same time have different ones, it is below the
+ * number of possible CPUs and below the number of threads, and it changes
+ * only when the thread is scheduled - which aborts a sequence.  So it keeps a
+ * process with 4 threads on 4 areas on a 256-CPU machine.  Debian 12's
+ * <linux/rseq.h> predates mm_cid, so the layout below is our own (as librseq
+ * carries it).
+ *
+ * Cross-CPU work (a Get stealing from another area, cleanup, counter folds,
+ * threads without rseq) must be correct against sequences running on that
+ * area.  The protocol:
+ *
+ *   1. The area lock word is inside the area and every sequence reads it
+ *      after its start: nonzero means "leave" (status BUSY; the thread waits
+ *      for the lock and starts over).
+ *   2. The remote thread takes the lock (an atomic RMW: it is visible to
+ *      every CPU once it returns), then calls
+ *      membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ), which interrupts
+ *      every CPU running one of our threads (or only the area's CPU when
+ *      areas are indexed by cpu_id) and waits for them: a sequence that had
+ *      read the lock as free and not yet committed is aborted by the
+ *      interrupt, and on restart it reads the lock as taken.  A sequence that
+ *      committed before the interrupt is visible (the interrupt is a full
+ *      barrier on that CPU).  A thread that is not running is not inside a
+ *      sequence (preemption aborts it).
+ *   3. From then until the unlock, nothing but the lock holder writes the
+ *      area: it reads and writes it with plain accesses.
+ *
+ * A spin-wait or a time-out could not replace step 2: under a hypervisor a
+ * vCPU can stop for milliseconds in the middle of a sequence without the
+ * guest kernel noticing; only an interrupt forces the abort.  membarrier
+ * costs ~1-2 us, so remote work is batched (a steal takes up to half a stack,
+ * cleanup fences once for all areas).
+ *
+ * Without rseq (not registered, not x86_64, ThreadSanitizer - which cannot
+ * follow a sequence - or SYNCPOOL_NO_RSEQ set in the environment) every
+ * operation takes the area lock; the thread picks the area of
+ * sched_getcpu().  Same layout, same state word, no fence.
+ *
+ * Counting.  Fast-path Gets and Puts are counted in the ops field of the
+ * state word, committed by the same store as the operation, so they are
+ * exact (an aborted sequence counts nothing) and free.  The split into pushes
+ * and pops is derived: objects enter an area only by pushes and leave by
+ * pops or by removals under the lock (steal, victim, cleanup; counted in
+ * `removed`), so pushes - pops = n + slot + removed and pushes + pops = ops.
+ * When ops reaches 2^46 (bit 63 of the word: the sequence sees the sign
+ * flag) the sequence leaves with status FOLD and the slow path moves the
+ * count into ops_base under the lock.
+ */
+#ifndef SP_POOL_PERCPU_H
+#define SP_POOL_PERCPU_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common.h"
+
+#if defined(__x86_64__) && !SP_TSAN
+#define SP_PC_HAVE_RSEQ 1
+#else
+#define SP_PC_HAVE_RSEQ 0
+#endif
+
+#define SP_PC_NMASK     0xffffULL
+#define SP_PC_SLOT      (1ULL << 16)
+#define SP_PC_OPS_SHIFT 17
+#define SP_PC_OP        (1ULL << SP_PC_OPS_SHIFT)
+#define SP_PC_CAP_MAX   65535u
+
+/*
+ * One CPU's area.  Written by the threads running on that CPU (commits) and,
+ * rarely, by a thread holding the area lock.  Areas are SP_CACHELINE-aligned
+ * and padded to a multiple of it, so no two CPUs write one line.
+ */
+struct sp_pc_area {
+	_Atomic uint64_t state;      /* see above                                  */
+	void *slot;                  /* the private slot (live when SLOT is set)    */
+	_Atomic uint32_t lock;       /* 0 free, 1 held, 2 held with sleepers       */
+	uint32_t pad0_;
+	_Atomic uint64_t ops_base;   /* folded ops (under the lock)                */
+	_Atomic uint64_t removed;    /* objects taken out under the lock           */
+	char pad1_[64 - 40];
+	void *stack[];               /* cap entries; stack[0..n) live              */
+};
+#define SP_PC_AREA_HDR 64
+
+/*
+ * The part of a pool every operation reads (kept in its first cache line).
+ * base is the current primary array of areas: cleanup swaps it (see pool.c),
+ * which is why sequences read it after their start.
+ */
+struct sp_pc {
+	char *_Atomic base;          /* primary areas: base + idx * stride        */
+	uint64_t stride;             /* bytes per area                            */
+	uint32_t rseq_ncpu;          /* ncpu in an rseq mode, 0 in the locked mode */
+	uint32_t cap;                /* stack entries per area                    */
+	uint32_t ncpu;               /* areas per array                           */
+	intptr_t rseq_off;           /* __rseq_offset (valid even when disabled)  */
+	intptr_t idx_off;            /* __rseq_offset + offset of cpu_id or mm_cid */
+};
+
+enum sp_pc_mode { SP_PC_LOCKED = 0, SP_PC_RSEQ_CPU = 1, SP_PC_RSEQ_CID = 2 };
+
+/* Process-wide configuration, fixed by sp_pc_init(). */
+struct sp_pc_config {
+	int mode;                    /* enum sp_pc_mode                           */
+	uint32_t ncpu;               /* possible CPUs (areas per array)           */
+	intptr_t rseq_off, idx_off;
+};
+extern struct sp_pc_config sp_pc_cfg;
+
+/* Decides the mode once (thread-safe, idempotent); returns the config. */
+const struct sp_pc_config *sp_pc_init(void);
+
+/*
+ * After taking area idx's lock in an rseq mode: makes sure no sequence on
+ * that area is still in flight (membarrier).  sp_pc_fence_all: every area.
+ */
+void sp_pc_fence(uint32_t idx);
+void sp_pc_fence_all(void);
+
+/* The area lock: a small futex mutex (bounded spin, then park). */
+void sp_pc_lock_slow(_Atomic uint32_t *l);
+void sp_pc_unlock_wake(_Atomic uint32_t *l);
+
+static inline void sp_pc_lock(struct sp_pc_area *a)
+{
+	uint32_t z = 0;
+	if (SP_UNLIKELY(!atomic_compare_exchange_strong_explicit(&a->lock, &z, 1, memory_order_acquire,
+								  memory_order_relaxed)))
+		sp_pc_lock_slow(&a->lock);
+}
+
+static inline void sp_pc_unlock(struct sp_pc_area *a)
+{
+	if (SP_UNLIKELY(atomic_exchange_explicit(&a->lock, 0, memory_order_release) == 2))
+		sp_pc_unlock_wake(&a->lock);
+}
+
+/* Waits until area a's lock is free (without keeping it). */
+static inline void sp_pc_wait_unlocked(struct sp_pc_area *a)
+{
+	sp_pc_lock(a);
+	sp_pc_unlock(a);
+}
+
+/* The area idx of the array at base. */
+static inline struct sp_pc_area *sp_pc_area_at(const struct sp_pc *pc, char *base, uint32_t idx)
+{
+	return (struct sp_pc_area *)(base + (uint64_t)idx * pc->stride);
+}
+
+/* This thread's CPU, for the locked mode: in [0, ncpu). */
+uint32_t sp_pc_cur_cpu(const struct sp_pc *pc);
+
+/* Status of an operation on this CPU's area. */
+enum {
+	SP_PC_OK = 0,
+	SP_PC_EMPTY = 1,  /* pop: slot and stack empty;  push: stack full (FULL) */
+	SP_PC_FULL = 1,
+	SP_PC_BUSY = 2,   /* the area is locked by another thread: wait, retry   */
+	SP_PC_FOLD = 3,   /* the ops counter must be folded: lock, fold, retry    */
+	SP_PC_NOIDX = 4,  /* this thread has no usable rseq index: use the lock   */
+};
+
+/*
+ * Pop and push under the area lock (the locked mode, and remote work that
+ * uses the fast path's layout).  Same transitions and counting as the
+ * sequences; the counter fold happens inline.
+ */
+static inline void sp_pc_commit_locked(struct sp_pc_area *a, uint64_t w)
+{
+	if (SP_UNLIKELY((int64_t)w < 0)) {
+		atomic_store_explicit(&a->ops_base,
+				      atomic_load_explicit(&a->ops_base, memory_order_relaxed) +
+					      (w >> SP_PC_OPS_SHIFT),
+				      memory_order_relaxed);
+		w &= SP_PC_OP - 1;
+	}
+	atomic_store_explicit(&a->state, w, memory_order_relaxed);
+}
+
+static inline int sp_pc_pop_locked(struct sp_pc_area *a, void **out)
+{
+	uint64_t w = atomic_load_explicit(&a->state, memory_order_relaxed);
+	if (w & SP_PC_SLOT) {
+		*out = a->slot;
+		w += SP_PC_OP - SP_PC_SLOT;
+	} else if (w & SP_PC_NMASK) {
+		*out = a->stack[(w & SP_PC_NMASK) - 1];
+		w += SP_PC_OP - 1;
+	} else {
+		return SP_PC_EMPTY;
+	}
+	sp_pc_commit_locked(a, w);
+	return SP_PC_OK;
+}
+
+static inline int sp_pc_push_locked(struct sp_pc_area *a, uint32_t cap, void *obj)
+{
+	uint64_t w = atomic_load_explicit(&a->state, memory_order_relaxed);
+	if (!(w & SP_PC_SLOT)) {
+		a->slot = obj;
+		w += SP_PC_OP + SP_PC_SLOT;
+	} else if ((w & SP_PC_NMASK) < cap) {
+		a->stack[w & SP_PC_NMASK] = obj;
+		w += SP_PC_OP + 1;
+	} else {
+		return SP_PC_FULL;
+	}
+	sp_pc_commit_locked(a, w);
+	return SP_PC_OK;
+}
+
+#if SP_PC_HAVE_RSEQ
+/*
+ * The restartable sequences, x86_64.  Layout of each asm goto statement:
+ *
+ *	__rseq_cs:      the descriptor {version 0, flags 0, start = 1f,
+ *	                post_commit_offset = 2f - 1f, abort_ip = 4f}, 32-aligned
+ *	0:              rseq->rseq_cs = &descriptor          (before the start)
+ *	1: ... 2:       the sequence; its last instruction is the commit store;
+ *	                the other ways out jump to the C labels (noidx, busy,
+ *	                miss, fold), all outside [1, 2)
+ *	__rseq_failure: RSEQ_SIG (0x53053053) as the 4 bytes before 4: - the
+ *	                kernel refuses an abort address not preceded by the
+ *	                signature glibc registered - then 4: jmp 0b (start over)
+ *
+ * The signature follows 0x0f 0xb9 0x3d so that it disassembles as one
+ * ud1 instruction (librseq's habit).  __rseq_cs_ptr_array lists the
+ * descriptors for debuggers and checkpointing tools.
+ *
+ * Inside: the thread's cpu_id must be >= 0 (a thread whose registration
+ * failed has -1/-2: no abort would protect it), the index below rseq_ncpu
+ * (0 in the locked mode, so that every operation leaves for the locked path
+ * without a separate mode test), and the area unlocked.  Everything after
+ * the start reads memory again on a restart, pc->base included.
+ */
+#define SP_PC_RSEQ_PROLOGUE                                                      \
+	".pushsection __rseq_cs, \"aw\"\n\t"                                     \
+	".balign 32\n\t"                                                         \
+	"3:\n\t"                                                                 \
+	".long 0, 0\n\t"                                                         \
+	".quad 1f, (2f - 1f), 4f\n\t"                                            \
+	".popsection\n\t"                                                        \
+	".pushsection __rseq_cs_ptr_array, \"aw\"\n\t"                           \
+	".quad 3b\n\t"                                                           \
+	".popsection\n\t"                                                        \
+	"0:\n\t"                                                                 \
+	"leaq 3b(%%rip), %%rax\n\t"                                              \
+	"movq %%rax, %%fs:8(%[roff])\n\t"                                        \
+	"1:\n\t"                                                                 \
+	"cmpl $0, %%fs:4(%[roff])\n\t"                                           \
+	"jl %l[noidx]\n\t"                                                       \
+	"movl %%fs:(%[ioff]), %%eax\n\t"                                         \
+	"cmpl %c[o_ncpu](%[pc]), %%eax\n\t"                                      \
+	"jae %l[noidx]\n\t"                                                      \
+	"imulq %c[o_stride](%[pc]), %%rax\n\t"                                   \
+	"addq %c[o_base](%[pc]), %%rax\n\t"                                      \
+	"cmpl $0, %c[o_lock](%%rax)\n\t"                                         \
+	"jne %l[busy]\n\t"                                                       \
+	"movq %c[o_state](%%rax), %%rcx\n\t"
+
+#define SP_PC_RSEQ_EPILOGUE                                                      \
+	"movq %%rcx, %c[o_state](%%rax)\n\t" /* the commit */                    \
+	"2:\n\t"                                                                 \
+	".pushsection __rseq_failure, \"ax\"\n\t"                                \
+	".byte 0x0f, 0xb9, 0x3d\n\t"                                             \
+	".long 0x53053053\n\t"                                                   \
+	"4:\n\t"                                                                 \
+	"jmp 0b\n\t"                                                             \
+	".popsection\n\t"
+
+#define SP_PC_RSEQ_OFFSETS                                                       \
+	[o_ncpu] "i"(offsetof(struct sp_pc, rseq_ncpu)),                         \
+	[o_stride] "i"(offsetof(struct sp_pc, stride)),                          \
+	[o_base] "i"(offsetof(struct sp_pc, base)),                              \
+	[o_cap] "i"(offsetof(struct sp_pc, cap)),                                \
+	[o_lock] "i"(offsetof(struct sp_pc_area, lock)),                         \
+	[o_state] "i"(offsetof(struct sp_pc_area, state)),                       \
+	[o_slot] "i"(offsetof(struct sp_pc_area, slot)),                         \
+	[o_stack] "i"(offsetof(struct sp_pc_area, stack)),                       \
+	[o_stack_m8] "i"(offsetof(struct sp_pc_area, stack) - 8)
+
+/*
+ * Pop: the private slot if it holds an object, else the top of the stack.
+ * Returns the status; *out the object on SP_PC_OK.
+ */
+static inline __attribute__((always_inline)) int sp_pc_rseq_pop(struct sp_pc *pc, void **out)
+{
+	void *obj;
+	__asm__ goto(
+		SP_PC_RSEQ_PROLOGUE
+		"testl $0x10000, %%ecx\n\t"           /* slot bit */
+		"jnz 12f\n\t"
+		"movzwl %%cx, %%edx\n\t"
+		"testl %%edx, %%edx\n\t"
+		"jz %l[miss]\n\t"
+		"movq %c[o_stack_m8](%%rax,%%rdx,8), %[obj]\n\t"
+		"addq $0x1ffff, %%rcx\n\t"            /* + OP - 1 */
+		"jmp 11f\n\t"
+		"12:\n\t"                              /* the common case falls into the commit */
+		"movq %c[o_slot](%%rax), %[obj]\n\t"
+		"addq $0x10000, %%rcx\n\t"            /* + OP - SLOT */
+		"11:\n\t"
+		"js %l[fold]\n\t"                     /* ops reached 2^46 */
+		SP_PC_RSEQ_EPILOGUE
+		: [obj] "=&r"(obj)
+		: [pc] "r"(pc), [roff] "r"(pc->rseq_off), [ioff] "r"(pc->idx_off),
+		  SP_PC_RSEQ_OFFSETS
+		: "rax", "rcx", "rdx", "memory", "cc"
+		: noidx, busy, miss, fold);
+	*out = obj;
+	return SP_PC_OK;
+noidx:
+	return SP_PC_NOIDX;
+busy:
+	return SP_PC_BUSY;
+miss:
+	return SP_PC_EMPTY;
+fold:
+	return SP_PC_FOLD;
+}
+
+/*
+ * Push: the private slot if it is free, else stack[n] when n < cap.  The
+ * object store is preparatory (to a free entry); the state store commits.
+ */
+static inline __attribute__((always_inline)) int sp_pc_rseq_push(struct sp_pc *pc, void *obj)
+{
+	__asm__ goto(
+		SP_PC_RSEQ_PROLOGUE
+		"testl $0x10000, %%ecx\n\t"
+		"jz 12f\n\t"
+		"movzwl %%cx, %%edx\n\t"
+		"cmpl %c[o_cap](%[pc]), %%edx\n\t"
+		"jae %l[full]\n\t"
+		"movq %[obj], %c[o_stack](%%rax,%%rdx,8)\n\t"
+		"addq $0x20001, %%rcx\n\t"            /* + OP + 1 */
+		"jmp 11f\n\t"
+		"12:\n\t"
+		"movq %[obj], %c[o_slot](%%rax)\n\t"
+		"addq $0x30000, %%rcx\n\t"            /* + OP + SLOT */
+		"11:\n\t"
+		"js %l[fold]\n\t"
+		SP_PC_RSEQ_EPILOGUE
+		:
+		: [pc] "r"(pc), [obj] "r"(obj), [roff] "r"(pc->rseq_off), [ioff] "r"(pc->idx_off),
+		  SP_PC_RSEQ_OFFSETS
+		: "rax", "rcx", "rdx", "memory", "cc"
+		: noidx, busy, full, fold);
+	return SP_PC_OK;
+noidx:
+	return SP_PC_NOIDX;
+busy:
+	return SP_PC_BUSY;
+full:
+	return SP_PC_FULL;
+fold:
+	return SP_PC_FOLD;
+}
+
+/* This thread's rseq index (cpu_id or mm_cid) right now: a hint for the slow path. */
+static inline uint32_t sp_pc_rseq_idx(const struct sp_pc *pc)
+{
+	uint32_t v;
+	__asm__ __volatile__("movl %%fs:(%1), %0" : "=r"(v) : "r"(pc->idx_off));
+	return v;
+}
+#endif /* SP_PC_HAVE_RSEQ */
+
+#endif /* SP_POOL_PERCPU_H */

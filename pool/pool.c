@@ -1,0 +1,750 @@
+/*
+ * pool/pool.c - Go's sync.Pool over per-CPU areas (pool/percpu.h).
+ *
+ * A pool owns two arrays of per-CPU areas, the primary (pc.base: every Get
+ * and Put) and the victim (victim: read by Gets that miss everywhere else),
+ * plus per-CPU counters for the slow paths.  All three live in one
+ * MAP_NORESERVE mapping: an area's pages are materialised only when a thread
+ * on that CPU (or mm_cid) first uses it.
+ *
+ * Get: this CPU's slot, its stack (one restartable sequence), then steal:
+ * lock another CPU's area, fence, take up to half its stack (the first
+ * object is returned, the rest go to this CPU's area, so a consumer-only
+ * thread pays one membarrier per batch, not per object), then the victim
+ * areas (own first), then new_fn / mallocx.  Put: slot, stack (one
+ * sequence), else drop.
+ *
+ * Cleanup: the victim cycle without stopping the world.
+ *
+ *	1. victim = NULL                      (Gets stop looking at the victim)
+ *	2. drain every area of the old victim V under its lock; drop the objects
+ *	3. base = V                           (V, now empty, becomes the primary)
+ *	4. fence all CPUs (membarrier)        (no sequence is still inside the
+ *	                                       old primary A)
+ *	5. victim = A; cycle++
+ *
+ * Why it is safe.  A sequence reads base after its start, so one that began
+ * before step 3 and had not committed is aborted by step 4 and restarts on
+ * V; one that committed before step 4 left its object in A, which becomes
+ * the victim with it (an object put during a cleanup survives one more
+ * cycle, as in Go).  After step 4 only lock holders touch A: victim Gets,
+ * stale stealers (which fence after locking, so they are safe on any array),
+ * and locked-mode operations (which re-check base after locking).  A victim
+ * Get takes an area lock without fencing, which is safe only while the array
+ * is not the primary; it re-reads victim under the lock and leaves if it is
+ * not the array it is working on.  Step 2 either takes each area's lock or
+ * sees it free after step 1 (sequentially consistent: store victim = NULL,
+ * then load the lock word; the Get's lock CAS, then load victim), so every
+ * Get that could still find V's area unlocked sees victim != V.  Hence by
+ * step 3 no victim Get works on V, and V can become the primary.  Locked
+ * mode is the same without fences: every operation holds an area lock.
+ */
+#include "syncpool/pool.h"
+
+#include "park.h"
+#include "percpu.h"
+
+#include <errno.h>
+#include <jemalloc/jemalloc.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#if SP_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
+_Static_assert(SP_POOL_MAX_PER_CPU_CAP <= SP_PC_CAP_MAX, "cap fits the state word");
+_Static_assert(offsetof(struct sp_pc_area, stack) == SP_PC_AREA_HDR, "area header");
+_Static_assert(SP_PC_OP - SP_PC_SLOT == 0x10000 && SP_PC_OP - 1 == 0x1ffff &&
+		       SP_PC_OP + SP_PC_SLOT == 0x30000 && SP_PC_OP + 1 == 0x20001,
+	       "the constants in the sequences");
+
+#define STEAL_MAX 32
+
+/*
+ * Slow-path counters, one 128-byte block per CPU, written (atomic adds) by
+ * threads on that CPU - and by a stealer for the area it refilled.
+ */
+struct cpu_stats {
+	_Atomic uint64_t refills;   /* stolen objects pushed here (pushes, not puts) */
+	_Atomic uint64_t put_drops; /* Puts dropped: cache full                      */
+	_Atomic uint64_t stolen, victim, news, drops;
+	_Atomic uint64_t nulls;     /* Gets that returned NULL without new_fn        */
+	_Atomic uint64_t allocs;    /* objects mallocx'd by the pool                 */
+	_Atomic uint64_t frees;     /* objects sdallocx'd by the pool                */
+};
+_Static_assert(sizeof(struct cpu_stats) <= SP_CACHELINE, "stats block");
+
+struct sp_pool {
+	/* Line 0: read by every Get and Put; written only by cleanup (pc.base). */
+	struct sp_pc pc;
+	bool rseq;        /* the sequences run (else: locked mode)               */
+	bool jemalloc;    /* the pool allocates                                  */
+	int mflags;       /* mallocx flags: the pool's arena, no thread cache    */
+	size_t size;
+	void *(*new_fn)(void *);
+	void (*free_fn)(void *, void *);
+	void (*reset_fn)(void *, void *);
+	void *arg;
+
+	/* Line 1: the victim cache; written by cleanup and by Gets finding it empty. */
+	SP_CACHE_ALIGNED char *_Atomic victim;
+	_Atomic uint64_t cycle;        /* cleanup cycles, for victim_empty      */
+	_Atomic uint64_t victim_empty; /* cycle whose victim was found empty    */
+
+	/* Cold. */
+	SP_CACHE_ALIGNED pthread_mutex_t cleanup_mu; /* one cycle at a time     */
+	void **drain;         /* cap + 1 entries, under cleanup_mu or in destroy */
+	char *map;
+	size_t map_len;
+	char *arr[2];
+	char *stats;
+	unsigned arena;
+	bool has_arena;
+	sp_pool *reg_prev, *reg_next; /* the registry, under reg_mu */
+};
+
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static sp_pool *reg_head;
+
+/* ------------------------------------------------------------ objects */
+
+static inline struct cpu_stats *cpu_stats(sp_pool *p, uint32_t idx)
+{
+	return (struct cpu_stats *)(p->stats + (size_t)idx * SP_CACHELINE);
+}
+#define STAT_ADD(p, idx, field, n) \
+	atomic_fetch_add_explicit(&cpu_stats(p, idx)->field, (n), memory_order_relaxed)
+
+static inline void obj_poison(const sp_pool *p, void *obj)
+{
+#if SP_ASAN
+	if (p->size)
+		ASAN_POISON_MEMORY_REGION(obj, p->size);
+#else
+	(void)p;
+	(void)obj;
+#endif
+}
+
+static inline void obj_unpoison(const sp_pool *p, void *obj)
+{
+#if SP_ASAN
+	if (p->size)
+		ASAN_UNPOISON_MEMORY_REGION(obj, p->size);
+#else
+	(void)p;
+	(void)obj;
+#endif
+}
+
+/*
+ * Under ThreadSanitizer the built-in allocator is malloc: TSan follows
+ * malloc/free but not jemalloc's internal reuse of memory between threads.
+ */
+static void *obj_alloc(sp_pool *p, uint32_t idx)
+{
+	void *o;
+	STAT_ADD(p, idx, news, 1);
+	if (p->new_fn)
+		return p->new_fn(p->arg);
+#if SP_TSAN
+	o = malloc(p->size);
+#else
+	o = mallocx(p->size, p->mflags);
+#endif
+	if (o)
+		STAT_ADD(p, idx, allocs, 1);
+	return o;
+}
+
+static void obj_drop(sp_pool *p, void *o, uint32_t idx)
+{
+	obj_unpoison(p, o);
+	STAT_ADD(p, idx, drops, 1);
+	if (p->free_fn) {
+		p->free_fn(o, p->arg);
+		return;
+	}
+	STAT_ADD(p, idx, frees, 1);
+#if SP_TSAN
+	free(o);
+#else
+	sdallocx(o, p->size, MALLOCX_TCACHE_NONE);
+#endif
+}
+
+/* ------------------------------------------------------------ this CPU's area */
+
+static inline struct sp_pc_area *cur_area(sp_pool *p, uint32_t idx)
+{
+	return sp_pc_area_at(&p->pc, atomic_load_explicit(&p->pc.base, memory_order_acquire), idx);
+}
+
+/*
+ * Pop or push on area idx of the primary under its lock: the locked mode,
+ * and in rseq mode a thread without a usable index (then fenced).
+ */
+static int area_op_locked(sp_pool *p, uint32_t idx, bool push, void **obj)
+{
+	for (;;) {
+		char *base = atomic_load_explicit(&p->pc.base, memory_order_acquire);
+		struct sp_pc_area *a = sp_pc_area_at(&p->pc, base, idx);
+		sp_pc_lock(a);
+		if (atomic_load_explicit(&p->pc.base, memory_order_acquire) != base) {
+			sp_pc_unlock(a);
+			continue;
+		}
+		if (p->rseq)
+			sp_pc_fence(idx);
+		int st = push ? sp_pc_push_locked(a, p->pc.cap, *obj) : sp_pc_pop_locked(a, obj);
+		sp_pc_unlock(a);
+		return st;
+	}
+}
+
+/* Moves area idx's ops count into ops_base (the sequence saw it reach 2^46). */
+static void area_fold(sp_pool *p, uint32_t idx)
+{
+	struct sp_pc_area *a = cur_area(p, idx);
+	sp_pc_lock(a);
+	if (p->rseq)
+		sp_pc_fence(idx);
+	uint64_t w = atomic_load_explicit(&a->state, memory_order_relaxed);
+	atomic_store_explicit(&a->ops_base,
+			      atomic_load_explicit(&a->ops_base, memory_order_relaxed) + (w >> SP_PC_OPS_SHIFT),
+			      memory_order_relaxed);
+	atomic_store_explicit(&a->state, w & (SP_PC_OP - 1), memory_order_relaxed);
+	sp_pc_unlock(a);
+}
+
+/* This thread's area index now (a hint: the thread may move at any time). */
+static inline uint32_t cur_idx(sp_pool *p)
+{
+#if SP_PC_HAVE_RSEQ
+	if (p->rseq) {
+		uint32_t v = sp_pc_rseq_idx(&p->pc);
+		if (v < p->pc.ncpu)
+			return v;
+	}
+#endif
+	return sp_pc_cur_cpu(&p->pc);
+}
+
+/*
+ * Finishes a pop or push whose sequence returned st: waits out a lock,
+ * folds, or takes the locked path, until the answer is OK or EMPTY/FULL.
+ * *idx: the area used (for the counters, and where a steal starts).
+ */
+static int local_op(sp_pool *p, bool push, void **obj, uint32_t *idx, int st)
+{
+	for (;;) {
+		switch (st) {
+		case SP_PC_OK:
+		case SP_PC_EMPTY:
+			*idx = cur_idx(p);
+			return st;
+		case SP_PC_BUSY:
+			sp_pc_wait_unlocked(cur_area(p, cur_idx(p)));
+			break;
+		case SP_PC_FOLD:
+			area_fold(p, cur_idx(p));
+			break;
+		default:
+			*idx = sp_pc_cur_cpu(&p->pc);
+			return area_op_locked(p, *idx, push, obj);
+		}
+#if SP_PC_HAVE_RSEQ
+		st = push ? sp_pc_rseq_push(&p->pc, *obj) : sp_pc_rseq_pop(&p->pc, obj);
+#else
+		st = SP_PC_NOIDX;
+#endif
+	}
+}
+
+/* ------------------------------------------------------------ getSlow */
+
+/* Pushes an object a steal brought along onto this CPU's area. */
+static void refill(sp_pool *p, void *obj)
+{
+	uint32_t idx = 0;
+#if SP_PC_HAVE_RSEQ
+	int st = sp_pc_rseq_push(&p->pc, obj);
+#else
+	int st = SP_PC_NOIDX;
+#endif
+	st = local_op(p, true, &obj, &idx, st);
+	if (st == SP_PC_OK)
+		STAT_ADD(p, idx, refills, 1);
+	else
+		obj_drop(p, obj, idx);
+}
+
+/*
+ * Takes up to half of another CPU's stack (never its private slot), in
+ * Go's order: the CPUs after this one.
+ */
+static void *steal(sp_pool *p, uint32_t idx)
+{
+	uint32_t ncpu = p->pc.ncpu;
+	char *base = atomic_load_explicit(&p->pc.base, memory_order_acquire);
+	for (uint32_t i = 1; i < ncpu; i++) {
+		uint32_t j = idx + i < ncpu ? idx + i : idx + i - ncpu;
+		struct sp_pc_area *a = sp_pc_area_at(&p->pc, base, j);
+		if (!(atomic_load_explicit(&a->state, memory_order_relaxed) & SP_PC_NMASK))
+			continue;
+		void *buf[STEAL_MAX];
+		uint32_t k = 0;
+		sp_pc_lock(a);
+		if (p->rseq)
+			sp_pc_fence(j);
+		uint64_t w = atomic_load_explicit(&a->state, memory_order_relaxed);
+		uint32_t n = (uint32_t)(w & SP_PC_NMASK);
+		if (n) {
+			k = (n + 1) / 2;
+			if (k > STEAL_MAX)
+				k = STEAL_MAX;
+			for (uint32_t m = 0; m < k; m++)
+				buf[m] = a->stack[n - 1 - m];
+			atomic_store_explicit(&a->state, w - k, memory_order_relaxed);
+			atomic_store_explicit(&a->removed,
+					      atomic_load_explicit(&a->removed, memory_order_relaxed) + k,
+					      memory_order_relaxed);
+		}
+		sp_pc_unlock(a);
+		if (!k)
+			continue;
+		for (uint32_t m = k - 1; m >= 1; m--)
+			refill(p, buf[m]);
+		return buf[0];
+	}
+	return NULL;
+}
+
+/* Takes one object from the victim areas, this CPU's first. */
+static void *victim_get(sp_pool *p, uint32_t idx)
+{
+	uint64_t cyc = atomic_load_explicit(&p->cycle, memory_order_acquire);
+	if (atomic_load_explicit(&p->victim_empty, memory_order_relaxed) == cyc)
+		return NULL;
+	char *v = atomic_load_explicit(&p->victim, memory_order_acquire);
+	if (!v)
+		return NULL;
+	uint32_t ncpu = p->pc.ncpu;
+	for (uint32_t i = 0; i < ncpu; i++) {
+		uint32_t j = idx + i < ncpu ? idx + i : idx + i - ncpu;
+		struct sp_pc_area *a = sp_pc_area_at(&p->pc, v, j);
+		if (!(atomic_load_explicit(&a->state, memory_order_relaxed) & (SP_PC_NMASK | SP_PC_SLOT)))
+			continue;
+		uint32_t z = 0;
+		/* seq_cst lock and re-read: see "Why it is safe" above. */
+		if (!atomic_compare_exchange_strong(&a->lock, &z, 1))
+			sp_pc_lock_slow(&a->lock);
+		if (atomic_load(&p->victim) != v) {
+			sp_pc_unlock(a);
+			return NULL;
+		}
+		uint64_t w = atomic_load_explicit(&a->state, memory_order_relaxed);
+		void *o = NULL;
+		if (w & SP_PC_SLOT) {
+			o = a->slot;
+			w &= ~SP_PC_SLOT;
+		} else if (w & SP_PC_NMASK) {
+			o = a->stack[(w & SP_PC_NMASK) - 1];
+			w -= 1;
+		}
+		if (o) {
+			atomic_store_explicit(&a->state, w, memory_order_relaxed);
+			atomic_store_explicit(&a->removed,
+					      atomic_load_explicit(&a->removed, memory_order_relaxed) + 1,
+					      memory_order_relaxed);
+		}
+		sp_pc_unlock(a);
+		if (o)
+			return o;
+	}
+	atomic_store_explicit(&p->victim_empty, cyc, memory_order_relaxed);
+	return NULL;
+}
+
+static __attribute__((noinline)) void *get_slow(sp_pool *p, int st)
+{
+	void *obj = NULL;
+	uint32_t idx = 0;
+	st = local_op(p, false, &obj, &idx, st);
+	if (st == SP_PC_OK) {
+		obj_unpoison(p, obj);
+		return obj;
+	}
+	if ((obj = steal(p, idx))) {
+		STAT_ADD(p, idx, stolen, 1);
+	} else if ((obj = victim_get(p, idx))) {
+		STAT_ADD(p, idx, victim, 1);
+	} else {
+		if (!p->new_fn && !p->jemalloc) {
+			STAT_ADD(p, idx, nulls, 1);
+			return NULL;
+		}
+		return obj_alloc(p, idx);
+	}
+	obj_unpoison(p, obj);
+	return obj;
+}
+
+SP_API void *sp_pool_get(sp_pool *p)
+{
+#if SP_PC_HAVE_RSEQ
+	void *obj;
+	int st = sp_pc_rseq_pop(&p->pc, &obj);
+	if (SP_LIKELY(st == SP_PC_OK)) {
+		obj_unpoison(p, obj);
+		return obj;
+	}
+	return get_slow(p, st);
+#else
+	return get_slow(p, SP_PC_NOIDX);
+#endif
+}
+
+/* ------------------------------------------------------------ put */
+
+static __attribute__((noinline)) void put_slow(sp_pool *p, void *obj, int st)
+{
+	uint32_t idx = 0;
+	st = local_op(p, true, &obj, &idx, st);
+	if (st == SP_PC_OK)
+		return;
+	STAT_ADD(p, idx, put_drops, 1);
+	obj_drop(p, obj, idx);
+}
+
+static inline __attribute__((always_inline)) void put_fast(sp_pool *p, void *obj)
+{
+	/* Poisoned before it is published: once committed another thread may get it. */
+	obj_poison(p, obj);
+#if SP_PC_HAVE_RSEQ
+	int st = sp_pc_rseq_push(&p->pc, obj);
+	if (SP_LIKELY(st == SP_PC_OK))
+		return;
+	put_slow(p, obj, st);
+#else
+	put_slow(p, obj, SP_PC_NOIDX);
+#endif
+}
+
+/* Out of line, so that a pool without reset_fn pays no call frame. */
+static __attribute__((noinline)) void put_reset(sp_pool *p, void *obj)
+{
+	p->reset_fn(obj, p->arg);
+	put_fast(p, obj);
+}
+
+SP_API void sp_pool_put(sp_pool *p, void *obj)
+{
+	if (SP_UNLIKELY(!obj))
+		return;
+	if (SP_UNLIKELY(p->reset_fn != NULL)) {
+		put_reset(p, obj);
+		return;
+	}
+	put_fast(p, obj);
+}
+
+/* ------------------------------------------------------------ cleanup */
+
+/* Empties one area (its lock held by the caller) into p->drain; returns the count. */
+static uint32_t area_drain(sp_pool *p, struct sp_pc_area *a)
+{
+	uint64_t w = atomic_load_explicit(&a->state, memory_order_relaxed);
+	uint32_t n = (uint32_t)(w & SP_PC_NMASK), k = 0;
+	if (w & SP_PC_SLOT)
+		p->drain[k++] = a->slot;
+	for (uint32_t i = 0; i < n; i++)
+		p->drain[k++] = a->stack[i];
+	if (k) {
+		atomic_store_explicit(&a->state, w & ~(SP_PC_NMASK | SP_PC_SLOT), memory_order_relaxed);
+		atomic_store_explicit(&a->removed,
+				      atomic_load_explicit(&a->removed, memory_order_relaxed) + k,
+				      memory_order_relaxed);
+	}
+	return k;
+}
+
+static void arena_ctl(sp_pool *p, const char *op)
+{
+	char name[64];
+	snprintf(name, sizeof name, "arena.%u.%s", p->arena, op);
+	(void)mallctl(name, NULL, NULL, NULL, 0);
+}
+
+SP_API void sp_pool_cleanup(sp_pool *p)
+{
+	uint64_t dropped = 0;
+	uint32_t me = sp_pc_cur_cpu(&p->pc);
+
+	pthread_mutex_lock(&p->cleanup_mu);
+	char *v = atomic_load_explicit(&p->victim, memory_order_relaxed);
+	char *a_old = atomic_load_explicit(&p->pc.base, memory_order_relaxed);
+
+	/* 1. Gets stop looking at the victim. */
+	atomic_store(&p->victim, NULL);
+	/* 2. Drop the old victim. */
+	for (uint32_t j = 0; j < p->pc.ncpu; j++) {
+		struct sp_pc_area *a = sp_pc_area_at(&p->pc, v, j);
+		if (atomic_load(&a->lock) == 0 &&
+		    !(atomic_load(&a->state) & (SP_PC_NMASK | SP_PC_SLOT)))
+			continue; /* free and empty after step 1: no Get can find it */
+		sp_pc_lock(a);
+		uint32_t k = area_drain(p, a);
+		sp_pc_unlock(a);
+		for (uint32_t i = 0; i < k; i++)
+			obj_drop(p, p->drain[i], me);
+		dropped += k;
+	}
+	/* 3-5. The emptied array becomes the primary, the primary the victim. */
+	atomic_store(&p->pc.base, v);
+	if (p->rseq)
+		sp_pc_fence_all();
+	atomic_store_explicit(&p->victim, a_old, memory_order_release);
+	atomic_fetch_add_explicit(&p->cycle, 1, memory_order_release);
+	pthread_mutex_unlock(&p->cleanup_mu);
+
+	/* Give the dropped objects' pages back to the OS. */
+	if (dropped && p->has_arena)
+		arena_ctl(p, "purge");
+}
+
+SP_API void sp_pool_cleanup_all(void)
+{
+	pthread_mutex_lock(&reg_mu);
+	for (sp_pool *p = reg_head; p; p = p->reg_next)
+		sp_pool_cleanup(p);
+	pthread_mutex_unlock(&reg_mu);
+}
+
+/* ------------------------------------------------------------ create, destroy */
+
+SP_API sp_pool *sp_pool_create(const sp_pool_opts *o)
+{
+	if (!o) {
+		errno = EINVAL;
+		return NULL;
+	}
+	bool jem = o->size > 0 && !o->new_fn && !o->free_fn;
+	bool user = o->free_fn != NULL;
+	size_t cap = o->per_cpu_cap ? o->per_cpu_cap : SP_POOL_DEFAULT_PER_CPU_CAP;
+	if ((!jem && !user) || cap > SP_POOL_MAX_PER_CPU_CAP || o->size > (SIZE_MAX >> 2)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	const struct sp_pc_config *cfg = sp_pc_init();
+
+	sp_pool *p = aligned_alloc(SP_CACHELINE, sizeof *p);
+	if (!p) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	memset(p, 0, sizeof *p);
+	uint32_t ncpu = cfg->ncpu;
+	size_t stride = (SP_PC_AREA_HDR + cap * sizeof(void *) + SP_CACHELINE - 1) & ~(size_t)(SP_CACHELINE - 1);
+	size_t arr_len = stride * ncpu;
+	p->map_len = 2 * arr_len + (size_t)SP_CACHELINE * ncpu;
+	p->map = mmap(NULL, p->map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		      -1, 0);
+	p->drain = malloc((cap + 1) * sizeof(void *));
+	if (p->map == MAP_FAILED || !p->drain) {
+		if (p->map != MAP_FAILED)
+			munmap(p->map, p->map_len);
+		free(p->drain);
+		free(p);
+		errno = ENOMEM;
+		return NULL;
+	}
+	p->arr[0] = p->map;
+	p->arr[1] = p->map + arr_len;
+	p->stats = p->map + 2 * arr_len;
+
+	atomic_init(&p->pc.base, p->arr[0]);
+	p->pc.stride = stride;
+	p->pc.ncpu = ncpu;
+	p->pc.rseq_ncpu = cfg->mode != SP_PC_LOCKED ? ncpu : 0;
+	p->pc.cap = (uint32_t)cap;
+	p->pc.rseq_off = cfg->rseq_off;
+	p->pc.idx_off = cfg->idx_off;
+	p->rseq = cfg->mode != SP_PC_LOCKED;
+	p->jemalloc = jem;
+	p->size = o->size;
+	p->new_fn = o->new_fn;
+	p->free_fn = o->free_fn;
+	p->reset_fn = o->reset_fn;
+	p->arg = o->arg;
+	atomic_init(&p->victim, p->arr[1]);
+	atomic_init(&p->cycle, 1);
+	atomic_init(&p->victim_empty, 1); /* the first victim is empty */
+	pthread_mutex_init(&p->cleanup_mu, NULL);
+
+#if !SP_TSAN
+	if (jem) {
+		/* An arena of its own, no thread cache: cleanup can purge it. */
+		unsigned ind;
+		size_t sz = sizeof ind;
+		p->mflags = MALLOCX_TCACHE_NONE;
+		if (mallctl("arenas.create", &ind, &sz, NULL, 0) == 0) {
+			p->arena = ind;
+			p->has_arena = true;
+			p->mflags |= MALLOCX_ARENA(ind);
+		}
+	}
+#endif
+
+	pthread_mutex_lock(&reg_mu);
+	p->reg_next = reg_head;
+	if (reg_head)
+		reg_head->reg_prev = p;
+	reg_head = p;
+	pthread_mutex_unlock(&reg_mu);
+	return p;
+}
+
+SP_API void sp_pool_destroy(sp_pool *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&reg_mu); /* waits for a cleanup_all in progress */
+	if (p->reg_prev)
+		p->reg_prev->reg_next = p->reg_next;
+	else
+		reg_head = p->reg_next;
+	if (p->reg_next)
+		p->reg_next->reg_prev = p->reg_prev;
+	pthread_mutex_unlock(&reg_mu);
+
+	uint32_t me = sp_pc_cur_cpu(&p->pc);
+	for (int r = 0; r < 2; r++) {
+		for (uint32_t j = 0; j < p->pc.ncpu; j++) {
+			struct sp_pc_area *a = sp_pc_area_at(&p->pc, p->arr[r], j);
+			if (!(atomic_load_explicit(&a->state, memory_order_relaxed) & (SP_PC_NMASK | SP_PC_SLOT)))
+				continue;
+			uint32_t k = area_drain(p, a);
+			for (uint32_t i = 0; i < k; i++)
+				obj_drop(p, p->drain[i], me);
+		}
+	}
+	if (p->has_arena) {
+		uint64_t out = 0;
+		for (uint32_t j = 0; j < p->pc.ncpu; j++)
+			out += atomic_load(&cpu_stats(p, j)->allocs) - atomic_load(&cpu_stats(p, j)->frees);
+		arena_ctl(p, out == 0 ? "destroy" : "purge");
+	}
+	pthread_mutex_destroy(&p->cleanup_mu);
+	munmap(p->map, p->map_len);
+	free(p->drain);
+	free(p);
+}
+
+/* ------------------------------------------------------------ stats */
+
+SP_API void sp_pool_stats_get(sp_pool *p, sp_pool_stats *out)
+{
+	int64_t ops = 0, occ = 0, removed = 0;
+	uint64_t refills = 0, put_drops = 0;
+	memset(out, 0, sizeof *out);
+	for (int r = 0; r < 2; r++) {
+		for (uint32_t j = 0; j < p->pc.ncpu; j++) {
+			struct sp_pc_area *a = sp_pc_area_at(&p->pc, p->arr[r], j);
+			uint64_t w = atomic_load_explicit(&a->state, memory_order_relaxed);
+			ops += (int64_t)(atomic_load_explicit(&a->ops_base, memory_order_relaxed) +
+					 (w >> SP_PC_OPS_SHIFT));
+			occ += (int64_t)((w & SP_PC_NMASK) + ((w & SP_PC_SLOT) ? 1 : 0));
+			removed += (int64_t)atomic_load_explicit(&a->removed, memory_order_relaxed);
+		}
+	}
+	for (uint32_t j = 0; j < p->pc.ncpu; j++) {
+		struct cpu_stats *s = cpu_stats(p, j);
+		refills += atomic_load_explicit(&s->refills, memory_order_relaxed);
+		put_drops += atomic_load_explicit(&s->put_drops, memory_order_relaxed);
+		out->hits_stolen += atomic_load_explicit(&s->stolen, memory_order_relaxed);
+		out->hits_victim += atomic_load_explicit(&s->victim, memory_order_relaxed);
+		out->news += atomic_load_explicit(&s->news, memory_order_relaxed);
+		out->drops += atomic_load_explicit(&s->drops, memory_order_relaxed);
+	}
+	/* pushes - pops = occ + removed, pushes + pops = ops (percpu.h, "Counting"). */
+	int64_t pushes = (ops + occ + removed) / 2, pops = (ops - occ - removed) / 2;
+	out->hits_local = pops > 0 ? (uint64_t)pops : 0;
+	out->puts = pushes > (int64_t)refills ? (uint64_t)pushes - refills + put_drops : put_drops;
+	out->cached = occ > 0 ? (uint64_t)occ : 0;
+	/* A Get that returned NULL (no new_fn) counts in gets only. */
+	uint64_t nulls = 0;
+	for (uint32_t j = 0; j < p->pc.ncpu; j++)
+		nulls += atomic_load_explicit(&cpu_stats(p, j)->nulls, memory_order_relaxed);
+	out->gets = nulls + out->hits_local + out->hits_stolen + out->hits_victim + out->news;
+}
+
+/* ------------------------------------------------------------ the cleaner */
+
+static pthread_mutex_t cl_mu = PTHREAD_MUTEX_INITIALIZER; /* start/stop */
+static bool cl_running;
+static pthread_t cl_thread;
+static _Atomic uint32_t cl_word; /* bumped on every change: the cleaner parks on it */
+static _Atomic int64_t cl_interval;
+static _Atomic bool cl_stop;
+
+static void *cleaner_main(void *arg)
+{
+	(void)arg;
+	int64_t last = sp_now_ns();
+	for (;;) {
+		uint32_t w = atomic_load_explicit(&cl_word, memory_order_acquire);
+		if (atomic_load_explicit(&cl_stop, memory_order_acquire))
+			return NULL;
+		int64_t iv = atomic_load_explicit(&cl_interval, memory_order_relaxed);
+		int64_t due = iv > INT64_MAX - last ? INT64_MAX : last + iv;
+		if (sp_now_ns() >= due) {
+			sp_pool_cleanup_all();
+			last = sp_now_ns();
+			continue;
+		}
+		sp_park_wait(&cl_word, w, due);
+	}
+}
+
+static void cl_poke(void)
+{
+	atomic_fetch_add_explicit(&cl_word, 1, memory_order_release);
+	sp_park_wake_all(&cl_word);
+}
+
+SP_API int sp_pool_cleaner_start(int64_t interval_ns)
+{
+	if (interval_ns <= 0)
+		return EINVAL;
+	int err = 0;
+	pthread_mutex_lock(&cl_mu);
+	atomic_store_explicit(&cl_interval, interval_ns, memory_order_relaxed);
+	if (cl_running) {
+		cl_poke();
+	} else {
+		atomic_store(&cl_stop, false);
+		if (pthread_create(&cl_thread, NULL, cleaner_main, NULL) != 0)
+			err = EAGAIN;
+		else
+			cl_running = true;
+	}
+	pthread_mutex_unlock(&cl_mu);
+	return err;
+}
+
+SP_API void sp_pool_cleaner_stop(void)
+{
+	pthread_mutex_lock(&cl_mu);
+	if (cl_running) {
+		atomic_store_explicit(&cl_stop, true, memory_order_release);
+		cl_poke();
+		pthread_join(cl_thread, NULL);
+		cl_running = false;
+	}
+	pthread_mutex_unlock(&cl_mu);
+}

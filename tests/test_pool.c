@@ -1,0 +1,786 @@
+/*
+ * tests/test_pool.c - the per-CPU object pool (pool/).
+ *
+ * Ports of Go's sync.Pool tests (TestPool, TestPoolNew, TestPoolGC,
+ * TestPoolRelease, TestPoolStress) plus what C adds: exact accounting of
+ * every object (created == freed, no duplicate, none lost) with cleanup
+ * running concurrently, stealing, overflow, reset_fn, options, the cleaner
+ * thread, stats, memory going back to the OS, and AddressSanitizer poisoning.
+ * The Makefile runs this suite twice: with glibc's rseq registration (the
+ * restartable-sequence path) and with GLIBC_TUNABLES=glibc.pthread.rseq=0
+ * (the locked fallback).
+ */
+#include "sptest.h"
+#include "common.h"
+#include "syncpool/pool.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#if SP_TSAN
+#define SCALE 10
+#elif SP_ASAN
+#define SCALE 4
+#else
+#define SCALE 1
+#endif
+
+/* Pins the calling thread to the CPU it is on (Go's runtime_procPin). */
+static void pin_here(void)
+{
+	cpu_set_t s;
+	int c = sched_getcpu();
+	CPU_ZERO(&s);
+	CPU_SET(c < 0 ? 0 : c, &s);
+	(void)sched_setaffinity(0, sizeof s, &s);
+}
+
+/* The first two CPUs this process may run on; false if there is only one. */
+static bool two_cpus(int *a, int *b)
+{
+	cpu_set_t s;
+	if (sched_getaffinity(0, sizeof s, &s) != 0)
+		return false;
+	int n = 0;
+	for (int c = 0; c < CPU_SETSIZE && n < 2; c++) {
+		if (CPU_ISSET(c, &s)) {
+			if (n++ == 0)
+				*a = c;
+			else
+				*b = c;
+		}
+	}
+	return n == 2;
+}
+
+static void pin_to(int cpu)
+{
+	cpu_set_t s;
+	CPU_ZERO(&s);
+	CPU_SET(cpu, &s);
+	ck_assert_int_eq(sched_setaffinity(0, sizeof s, &s), 0);
+}
+
+/* Token objects: counted frees, never dereferenced. */
+static _Atomic long tok_frees;
+static void tok_free(void *obj, void *arg)
+{
+	(void)obj;
+	(void)arg;
+	atomic_fetch_add(&tok_frees, 1);
+}
+#define TOK(x) ((void *)(uintptr_t)(x))
+
+/* Go's TestPool. */
+START_TEST(test_pool_go_basic)
+{
+	atomic_store(&tok_frees, 0);
+	sp_pool_opts o = { .free_fn = tok_free };
+	sp_pool *p = sp_pool_create(&o);
+	ck_assert_ptr_nonnull(p);
+	pin_here();
+	ck_assert_ptr_null(sp_pool_get(p));
+	sp_pool_put(p, TOK(0xa));
+	sp_pool_put(p, TOK(0xb));
+	/* Go's order on one P: the private slot first, then the stack's top. */
+	ck_assert_ptr_eq(sp_pool_get(p), TOK(0xa));
+	ck_assert_ptr_eq(sp_pool_get(p), TOK(0xb));
+	ck_assert_ptr_null(sp_pool_get(p));
+
+	for (int i = 0; i < 100; i++)
+		sp_pool_put(p, TOK(0xc));
+	/* After one cleanup the victim cache keeps them alive. */
+	sp_pool_cleanup(p);
+	ck_assert_ptr_eq(sp_pool_get(p), TOK(0xc));
+	/* A second cleanup drops the victim cache. */
+	sp_pool_cleanup(p);
+	ck_assert_ptr_null(sp_pool_get(p));
+	ck_assert_int_eq(atomic_load(&tok_frees), 99);
+	sp_pool_destroy(p);
+	ck_assert_int_eq(atomic_load(&tok_frees), 99);
+}
+END_TEST
+
+static _Atomic long new_ctr;
+static void *ctr_new(void *arg)
+{
+	(void)arg;
+	return TOK(atomic_fetch_add(&new_ctr, 1) + 1);
+}
+
+/* Go's TestPoolNew. */
+START_TEST(test_pool_go_new)
+{
+	sp_pool_opts o = { .new_fn = ctr_new, .free_fn = tok_free };
+	sp_pool *p = sp_pool_create(&o);
+	ck_assert_ptr_nonnull(p);
+	pin_here();
+	ck_assert_ptr_eq(sp_pool_get(p), TOK(1));
+	ck_assert_ptr_eq(sp_pool_get(p), TOK(2));
+	sp_pool_put(p, TOK(42));
+	ck_assert_ptr_eq(sp_pool_get(p), TOK(42));
+	ck_assert_ptr_eq(sp_pool_get(p), TOK(3));
+	sp_pool_stats st;
+	sp_pool_stats_get(p, &st);
+	ck_assert_uint_eq(st.news, 3);
+	ck_assert_uint_eq(st.gets, 4);
+	ck_assert_uint_eq(st.hits_local, 1);
+	sp_pool_destroy(p);
+}
+END_TEST
+
+/* Heap objects whose frees are counted (Go's finalizers). */
+static _Atomic long heap_frees;
+static void heap_free(void *obj, void *arg)
+{
+	(void)arg;
+	free(obj);
+	atomic_fetch_add(&heap_frees, 1);
+}
+
+/* Go's TestPoolGC (drain = false) and TestPoolRelease (drain = true). */
+static void go_pool_gc(bool drain)
+{
+	enum { N = 100 };
+	sp_pool_opts o = { .free_fn = heap_free, .size = 32 };
+	sp_pool *p = sp_pool_create(&o);
+	ck_assert_ptr_nonnull(p);
+	for (int t = 0; t < 3; t++) {
+		atomic_store(&heap_frees, 0);
+		for (int i = 0; i < N; i++)
+			sp_pool_put(p, calloc(1, 32));
+		if (drain) {
+			for (int i = 0; i < N; i++) {
+				void *x = sp_pool_get(p);
+				ck_assert_ptr_nonnull(x);
+				heap_free(x, NULL);
+			}
+		}
+		sp_pool_cleanup(p);
+		sp_pool_cleanup(p);
+		/* Go accepts N-1 (one pointer may stay on a stack); we hold none. */
+		ck_assert_int_ge(atomic_load(&heap_frees), N - 1);
+		ck_assert_int_eq(atomic_load(&heap_frees), N);
+		sp_pool_stats st;
+		sp_pool_stats_get(p, &st);
+		ck_assert_uint_eq(st.cached, 0);
+	}
+	sp_pool_destroy(p);
+}
+
+START_TEST(test_pool_go_gc)
+{
+	go_pool_gc(false);
+}
+END_TEST
+
+START_TEST(test_pool_go_release)
+{
+	go_pool_gc(true);
+}
+END_TEST
+
+/*
+ * Stress objects: each carries an id, an in-use flag and a freed flag, and
+ * lives in a table until the test ends, so a duplicate (two holders), a use
+ * after drop or a double drop is detected, not just crashed on.
+ */
+#define MAXOBJ (1 << 21)
+struct sobj {
+	_Atomic int inuse;
+	_Atomic int freed;
+	long id;
+	long payload;
+};
+static struct sobj *objs;
+static _Atomic long ncreated, nfreed;
+static _Atomic int bad;
+
+static void *sobj_new(void *arg)
+{
+	(void)arg;
+	long i = atomic_fetch_add(&ncreated, 1);
+	if (i >= MAXOBJ) {
+		atomic_store(&bad, 1);
+		return NULL;
+	}
+	objs[i].id = i;
+	return &objs[i];
+}
+
+static void sobj_free(void *obj, void *arg)
+{
+	(void)arg;
+	struct sobj *o = obj;
+	if (atomic_load(&o->inuse) != 0 || atomic_exchange(&o->freed, 1) != 0)
+		atomic_store(&bad, 2);
+	atomic_fetch_add(&nfreed, 1);
+}
+
+static void sobj_reset(void)
+{
+	free(objs);
+	objs = calloc(MAXOBJ, sizeof *objs);
+	ck_assert_ptr_nonnull(objs);
+	atomic_store(&ncreated, 0);
+	atomic_store(&nfreed, 0);
+	atomic_store(&bad, 0);
+}
+
+static inline void sobj_take(struct sobj *o)
+{
+	if (!o || o->id != o - objs || atomic_load(&o->freed) || atomic_exchange(&o->inuse, 1) != 0)
+		atomic_store(&bad, 3);
+	o->payload++;
+}
+
+static inline void sobj_give(struct sobj *o)
+{
+	if (atomic_exchange(&o->inuse, 0) != 1)
+		atomic_store(&bad, 4);
+}
+
+struct stress_arg {
+	sp_pool *p;
+	int iters;
+	long gets, puts;
+};
+static _Atomic bool stress_stop;
+
+static void *stress_worker(void *v)
+{
+	struct stress_arg *a = v;
+	struct sobj *held[4];
+	for (int i = 0; i < a->iters; i++) {
+		/* Mostly one object (the private slot), sometimes a few (the stack). */
+		int k = (i % 7 == 0) ? 4 : 1;
+		for (int j = 0; j < k; j++) {
+			held[j] = sp_pool_get(a->p);
+			a->gets++;
+			sobj_take(held[j]);
+		}
+		for (int j = 0; j < k; j++) {
+			sobj_give(held[j]);
+			sp_pool_put(a->p, held[j]);
+			a->puts++;
+		}
+		if (i % 1024 == 0)
+			sched_yield();
+	}
+	return NULL;
+}
+
+static void *stress_cleaner(void *v)
+{
+	sp_pool *p = v;
+	while (!atomic_load(&stress_stop)) {
+		sp_pool_cleanup(p);
+		sptest_sleep_ns(SPTEST_MS(1));
+	}
+	return NULL;
+}
+
+/* Go's TestPoolStress, oversubscribed, with cleanup running throughout. */
+static void pool_stress(size_t cap, int nthreads, int iters)
+{
+	sobj_reset();
+	sp_pool_opts o = { .new_fn = sobj_new, .free_fn = sobj_free, .per_cpu_cap = cap };
+	sp_pool *p = sp_pool_create(&o);
+	ck_assert_ptr_nonnull(p);
+	struct stress_arg args[32];
+	ck_assert_int_le(nthreads, 32);
+	for (int i = 0; i < nthreads; i++)
+		args[i] = (struct stress_arg){ .p = p, .iters = iters / SCALE };
+	atomic_store(&stress_stop, false);
+	pthread_t cl;
+	ck_assert_int_eq(pthread_create(&cl, NULL, stress_cleaner, p), 0);
+	sptest_run_threads(nthreads, stress_worker, args, sizeof args[0], SPTEST_S(60));
+	atomic_store(&stress_stop, true);
+	ck_assert(sptest_join_within(cl, SPTEST_S(10), NULL));
+	ck_assert_int_eq(atomic_load(&bad), 0);
+
+	/* Quiescent: the stats are exact. */
+	long gets = 0, puts = 0;
+	for (int i = 0; i < nthreads; i++) {
+		gets += args[i].gets;
+		puts += args[i].puts;
+	}
+	sp_pool_stats st;
+	sp_pool_stats_get(p, &st);
+	ck_assert_uint_eq(st.gets, (uint64_t)gets);
+	ck_assert_uint_eq(st.puts, (uint64_t)puts);
+	ck_assert_uint_eq(st.news, (uint64_t)atomic_load(&ncreated));
+	ck_assert_uint_eq(st.drops, (uint64_t)atomic_load(&nfreed));
+	ck_assert_uint_eq(st.hits_local + st.hits_stolen + st.hits_victim + st.news, (uint64_t)gets);
+	/* Every object is either cached or was dropped exactly once. */
+	ck_assert_uint_eq(st.cached + (uint64_t)atomic_load(&nfreed), (uint64_t)atomic_load(&ncreated));
+	long cached = (long)st.cached;
+	sp_pool_destroy(p);
+	ck_assert_int_eq(atomic_load(&bad), 0);
+	ck_assert_int_eq(atomic_load(&nfreed), atomic_load(&ncreated));
+	ck_assert_int_ge(atomic_load(&ncreated), cached);
+	for (long i = 0; i < atomic_load(&ncreated); i++)
+		ck_assert_int_eq(atomic_load(&objs[i].freed), 1);
+}
+
+START_TEST(test_pool_stress)
+{
+	pool_stress(0, 16, 40000);
+}
+END_TEST
+
+START_TEST(test_pool_stress_small_cap)
+{
+	/* A tiny cache: constant overflow drops, steals and refills. */
+	pool_stress(2, 32, 10000);
+}
+END_TEST
+
+/* A producer that only Puts and a consumer that only Gets. */
+struct pc_arg {
+	sp_pool *p;
+	int cpu;
+	int n;
+	void **objs;
+	_Atomic int *phase;
+};
+
+static void *producer(void *v)
+{
+	struct pc_arg *a = v;
+	if (a->cpu >= 0)
+		pin_to(a->cpu);
+	for (int i = 0; i < a->n; i++)
+		sp_pool_put(a->p, a->objs[i]);
+	atomic_store(a->phase, 1);
+	/* Stay running on this CPU (keeping its mm_cid) until the consumer is done. */
+	int64_t end = sptest_now_ns() + SPTEST_S(20);
+	while (atomic_load(a->phase) != 2 && sptest_now_ns() < end)
+		sp_cpu_relax();
+	return NULL;
+}
+
+START_TEST(test_pool_producer_consumer)
+{
+	enum { N = 200 };
+	int c0, c1;
+	bool pinned = two_cpus(&c0, &c1);
+	sp_pool_opts o = { .new_fn = ctr_new, .free_fn = tok_free };
+	sp_pool *p = sp_pool_create(&o);
+	ck_assert_ptr_nonnull(p);
+	void *tok[N];
+	for (int i = 0; i < N; i++)
+		tok[i] = TOK(0x10000 + i);
+	_Atomic int phase = 0;
+	struct pc_arg a = { .p = p, .cpu = pinned ? c0 : -1, .n = N, .objs = tok, .phase = &phase };
+	pthread_t t;
+	ck_assert_int_eq(pthread_create(&t, NULL, producer, &a), 0);
+	if (pinned)
+		pin_to(c1);
+	int64_t end = sptest_now_ns() + SPTEST_S(20);
+	while (atomic_load(&phase) != 1 && sptest_now_ns() < end)
+		sched_yield();
+	ck_assert_int_eq(atomic_load(&phase), 1);
+
+	/* All but the producer CPU's private slot can be stolen: no new_fn call. */
+	static bool seen[N];
+	memset(seen, 0, sizeof seen);
+	for (int i = 0; i < N - 1; i++) {
+		void *x = sp_pool_get(p);
+		uintptr_t k = (uintptr_t)x - 0x10000;
+		ck_assert_uint_lt(k, N);
+		ck_assert(!seen[k]);
+		seen[k] = true;
+	}
+	sp_pool_stats st;
+	sp_pool_stats_get(p, &st);
+	atomic_store(&phase, 2);
+	ck_assert(sptest_join_within(t, SPTEST_S(20), NULL));
+	ck_assert_uint_eq(st.news, 0);
+	ck_assert_uint_eq(st.gets, N - 1);
+	/*
+	 * Stolen, or local when the kernel gave the consumer the mm_cid the
+	 * producer had while putting (mm_cid follows CPUs, not threads).
+	 */
+	ck_assert_uint_eq(st.hits_stolen + st.hits_local, N - 1);
+	ck_assert_uint_eq(st.cached, 1);
+	sp_pool_destroy(p);
+}
+END_TEST
+
+/* The same, concurrently and at volume: every object arrives exactly once. */
+struct flow_arg {
+	sp_pool *p;
+	int n;
+	_Atomic int done;
+};
+
+static void *flow_producer(void *v)
+{
+	struct flow_arg *a = v;
+	for (int i = 0; i < a->n; i++) {
+		sp_pool_put(a->p, TOK(0x100000 + i));
+		if (i % 64 == 0)
+			sched_yield();
+	}
+	atomic_store(&a->done, 1);
+	return NULL;
+}
+
+START_TEST(test_pool_flow)
+{
+	enum { N = 20000 };
+	atomic_store(&tok_frees, 0);
+	sp_pool_opts o = { .free_fn = tok_free, .per_cpu_cap = 64 };
+	sp_pool *p = sp_pool_create(&o);
+	ck_assert_ptr_nonnull(p);
+	static unsigned char seen[N];
+	memset(seen, 0, sizeof seen);
+	struct flow_arg a = { .p = p, .n = N / SCALE };
+	pthread_t t;
+	ck_assert_int_eq(pthread_create(&t, NULL, flow_producer, &a), 0);
+	long got = 0;
+	int64_t end = sptest_now_ns() + SPTEST_S(30);
+	for (;;) {
+		int done = atomic_load(&a.done);
+		void *x = sp_pool_get(p);
+		if (x) {
+			uintptr_t k = (uintptr_t)x - 0x100000;
+			ck_assert_uint_lt(k, (uintptr_t)a.n);
+			ck_assert_int_eq(seen[k], 0);
+			seen[k] = 1;
+			got++;
+		} else if (done) {
+			break;
+		} else {
+			sched_yield();
+		}
+		ck_assert_int_lt(sptest_now_ns(), end);
+	}
+	ck_assert(sptest_join_within(t, SPTEST_S(10), NULL));
+	sp_pool_stats st;
+	sp_pool_stats_get(p, &st);
+	/* Each object was got, is still cached (private slots), or was dropped on overflow. */
+	ck_assert_int_eq(got + (long)st.cached + atomic_load(&tok_frees), a.n);
+	ck_assert_uint_eq(st.drops, (uint64_t)atomic_load(&tok_frees));
+	ck_assert_uint_eq(st.puts, (uint64_t)a.n);
+	sp_pool_destroy(p);
+	ck_assert_int_eq(got + atomic_load(&tok_frees), a.n);
+}
+END_TEST
+
+/* per_cpu_cap: the slot plus cap objects stay; the rest go to free_fn. */
+START_TEST(test_pool_overflow)
+{
+	atomic_store(&tok_frees, 0);
+	sp_pool_opts o = { .free_fn = tok_free, .per_cpu_cap = 4 };
+	sp_pool *p = sp_pool_create(&o);
+	ck_assert_ptr_nonnull(p);
+	pin_here();
+	for (int i = 1; i <= 10; i++)
+		sp_pool_put(p, TOK(i));
+	ck_assert_int_eq(atomic_load(&tok_frees), 5);
+	sp_pool_stats st;
+	sp_pool_stats_get(p, &st);
+	ck_assert_uint_eq(st.puts, 10);
+	ck_assert_uint_eq(st.drops, 5);
+	ck_assert_uint_eq(st.cached, 5);
+	/* Go's order: the private slot (the first put), then the stack's top. */
+	ck_assert_ptr_eq(sp_pool_get(p), TOK(1));
+	for (int i = 5; i >= 2; i--)
+		ck_assert_ptr_eq(sp_pool_get(p), TOK(i));
+	ck_assert_ptr_null(sp_pool_get(p));
+	sp_pool_destroy(p);
+	ck_assert_int_eq(atomic_load(&tok_frees), 5);
+}
+END_TEST
+
+static _Atomic long resets;
+static void count_reset(void *obj, void *arg)
+{
+	ck_assert_ptr_eq(arg, TOK(7));
+	memset(obj, 0, 16);
+	atomic_fetch_add(&resets, 1);
+}
+
+START_TEST(test_pool_reset)
+{
+	atomic_store(&resets, 0);
+	sp_pool_opts o = { .size = 16, .reset_fn = count_reset, .arg = TOK(7) };
+	sp_pool *p = sp_pool_create(&o);
+	ck_assert_ptr_nonnull(p);
+	pin_here();
+	char *x = sp_pool_get(p);
+	ck_assert_ptr_nonnull(x);
+	memset(x, 0x5a, 16);
+	sp_pool_put(p, x);
+	sp_pool_put(p, NULL); /* ignored: no reset, not counted */
+	ck_assert_int_eq(atomic_load(&resets), 1);
+	char *y = sp_pool_get(p);
+	ck_assert_ptr_eq(y, x);
+	for (int i = 0; i < 16; i++)
+		ck_assert_int_eq(y[i], 0);
+	sp_pool_put(p, y);
+	sp_pool_stats st;
+	sp_pool_stats_get(p, &st);
+	ck_assert_uint_eq(st.puts, 2);
+	ck_assert_uint_eq(st.gets, 2);
+	sp_pool_destroy(p);
+}
+END_TEST
+
+START_TEST(test_pool_bad_opts)
+{
+	sp_pool_opts o;
+	errno = 0;
+	ck_assert_ptr_null(sp_pool_create(NULL));
+	ck_assert_int_eq(errno, EINVAL);
+	memset(&o, 0, sizeof o);
+	errno = 0;
+	ck_assert_ptr_null(sp_pool_create(&o));
+	ck_assert_int_eq(errno, EINVAL);
+	o = (sp_pool_opts){ .new_fn = ctr_new };
+	errno = 0;
+	ck_assert_ptr_null(sp_pool_create(&o));
+	ck_assert_int_eq(errno, EINVAL);
+	o = (sp_pool_opts){ .size = 64, .new_fn = ctr_new };
+	errno = 0;
+	ck_assert_ptr_null(sp_pool_create(&o));
+	ck_assert_int_eq(errno, EINVAL);
+	o = (sp_pool_opts){ .reset_fn = count_reset };
+	errno = 0;
+	ck_assert_ptr_null(sp_pool_create(&o));
+	ck_assert_int_eq(errno, EINVAL);
+	o = (sp_pool_opts){ .size = 64, .per_cpu_cap = SP_POOL_MAX_PER_CPU_CAP + 1 };
+	errno = 0;
+	ck_assert_ptr_null(sp_pool_create(&o));
+	ck_assert_int_eq(errno, EINVAL);
+
+	/* The valid shapes. */
+	sp_pool_opts ok[] = {
+		{ .size = 64 },
+		{ .free_fn = tok_free },
+		{ .free_fn = tok_free, .new_fn = ctr_new, .size = 8 },
+		{ .size = 1, .per_cpu_cap = SP_POOL_MAX_PER_CPU_CAP },
+	};
+	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+		sp_pool *p = sp_pool_create(&ok[i]);
+		ck_assert_ptr_nonnull(p);
+		sp_pool_destroy(p);
+	}
+	sp_pool_destroy(NULL);
+}
+END_TEST
+
+START_TEST(test_pool_cleaner)
+{
+	ck_assert_int_eq(sp_pool_cleaner_start(0), EINVAL);
+	ck_assert_int_eq(sp_pool_cleaner_start(-5), EINVAL);
+	sp_pool_cleaner_stop(); /* without start: nothing */
+
+	atomic_store(&tok_frees, 0);
+	sp_pool_opts o = { .free_fn = tok_free };
+	sp_pool *p = sp_pool_create(&o);
+	ck_assert_ptr_nonnull(p);
+	for (int i = 1; i <= 10; i++)
+		sp_pool_put(p, TOK(i));
+	ck_assert_int_eq(sp_pool_cleaner_start(SPTEST_MS(2)), 0);
+	int64_t end = sptest_now_ns() + SPTEST_S(10);
+	while (atomic_load(&tok_frees) < 10 && sptest_now_ns() < end)
+		sptest_sleep_ns(SPTEST_MS(1));
+	ck_assert_int_eq(atomic_load(&tok_frees), 10);
+
+	/* A second start changes the interval; stop joins promptly even mid-wait. */
+	ck_assert_int_eq(sp_pool_cleaner_start(SPTEST_S(3600)), 0);
+	sptest_sleep_ns(SPTEST_MS(20));
+	sp_pool_put(p, TOK(11));
+	sptest_sleep_ns(SPTEST_MS(20));
+	ck_assert_int_eq(atomic_load(&tok_frees), 10); /* the hour has not passed */
+	int64_t t0 = sptest_now_ns();
+	sp_pool_cleaner_stop();
+	ck_assert_int_lt(sptest_now_ns() - t0, SPTEST_MS(500));
+	sp_pool_cleaner_stop();
+
+	/* Restartable. */
+	ck_assert_int_eq(sp_pool_cleaner_start(SPTEST_MS(1)), 0);
+	end = sptest_now_ns() + SPTEST_S(10);
+	while (atomic_load(&tok_frees) < 11 && sptest_now_ns() < end)
+		sptest_sleep_ns(SPTEST_MS(1));
+	sp_pool_cleaner_stop();
+	ck_assert_int_eq(atomic_load(&tok_frees), 11);
+	sp_pool_destroy(p);
+}
+END_TEST
+
+START_TEST(test_pool_cleanup_all)
+{
+	enum { NP = 40 };
+	atomic_store(&tok_frees, 0);
+	sp_pool *ps[NP];
+	sp_pool_opts o = { .free_fn = tok_free, .per_cpu_cap = 8 };
+	for (int i = 0; i < NP; i++) {
+		ps[i] = sp_pool_create(&o);
+		ck_assert_ptr_nonnull(ps[i]);
+		sp_pool_put(ps[i], TOK(i + 1));
+	}
+	/* Destroying some pools while cleanup_all runs is serialized by the registry. */
+	for (int i = 0; i < NP; i += 2)
+		sp_pool_destroy(ps[i]);
+	ck_assert_int_eq(atomic_load(&tok_frees), NP / 2);
+	sp_pool_cleanup_all();
+	ck_assert_int_eq(atomic_load(&tok_frees), NP / 2);
+	sp_pool_cleanup_all();
+	ck_assert_int_eq(atomic_load(&tok_frees), NP);
+	for (int i = 1; i < NP; i += 2)
+		sp_pool_destroy(ps[i]);
+	ck_assert_int_eq(atomic_load(&tok_frees), NP);
+}
+END_TEST
+
+/* The stats of one pinned thread, and a jemalloc pool's objects. */
+START_TEST(test_pool_stats)
+{
+	sp_pool_opts o = { .size = 64 };
+	sp_pool *p = sp_pool_create(&o);
+	ck_assert_ptr_nonnull(p);
+	pin_here();
+	void *x[10];
+	for (int i = 0; i < 10; i++) {
+		x[i] = sp_pool_get(p);
+		ck_assert_ptr_nonnull(x[i]);
+		memset(x[i], i, 64);
+	}
+	for (int i = 0; i < 10; i++)
+		sp_pool_put(p, x[i]);
+	sp_pool_put(p, NULL);
+	sp_pool_stats st;
+	sp_pool_stats_get(p, &st);
+	ck_assert_uint_eq(st.gets, 10);
+	ck_assert_uint_eq(st.news, 10);
+	ck_assert_uint_eq(st.puts, 10);
+	ck_assert_uint_eq(st.cached, 10);
+	ck_assert_uint_eq(st.hits_local, 0);
+	for (int i = 0; i < 10; i++)
+		ck_assert_ptr_nonnull(sp_pool_get(p));
+	sp_pool_stats_get(p, &st);
+	ck_assert_uint_eq(st.hits_local, 10);
+	ck_assert_uint_eq(st.cached, 0);
+	for (int i = 0; i < 10; i++)
+		sp_pool_put(p, x[i]);
+	sp_pool_cleanup(p);
+	sp_pool_stats_get(p, &st);
+	ck_assert_uint_eq(st.cached, 10); /* in the victim */
+	void *v = sp_pool_get(p);
+	ck_assert_ptr_nonnull(v);
+	sp_pool_stats_get(p, &st);
+	ck_assert_uint_eq(st.hits_victim, 1);
+	sp_pool_put(p, v);
+	sp_pool_cleanup(p);
+	sp_pool_cleanup(p);
+	sp_pool_stats_get(p, &st);
+	ck_assert_uint_eq(st.cached, 0);
+	ck_assert_uint_eq(st.drops, 10);
+	ck_assert_uint_eq(st.gets, 21);
+	ck_assert_uint_eq(st.puts, 21);
+	sp_pool_destroy(p);
+}
+END_TEST
+
+static long rss_kib(void)
+{
+	long pages = 0, res = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+	if (!f)
+		return -1;
+	if (fscanf(f, "%ld %ld", &pages, &res) != 2)
+		res = -1;
+	fclose(f);
+	return res * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* Cleanup gives a jemalloc pool's memory back to the OS (its own arena, purged). */
+START_TEST(test_pool_rss)
+{
+#if SP_TSAN
+	return; /* TSan builds allocate with malloc (see pool.c) */
+#endif
+	enum { N = 4096, SZ = 4096 };
+	sp_pool_opts o = { .size = SZ, .per_cpu_cap = N };
+	sp_pool *p = sp_pool_create(&o);
+	ck_assert_ptr_nonnull(p);
+	pin_here();
+	static void *x[N];
+	long r0 = rss_kib();
+	for (int i = 0; i < N; i++) {
+		x[i] = sp_pool_get(p);
+		ck_assert_ptr_nonnull(x[i]);
+		memset(x[i], 1, SZ);
+	}
+	for (int i = 0; i < N; i++)
+		sp_pool_put(p, x[i]);
+	long r1 = rss_kib();
+	sp_pool_cleanup(p);
+	sp_pool_cleanup(p);
+	long r2 = rss_kib();
+	ck_assert_int_ge(r1 - r0, (long)N * SZ / 1024 / 2);
+	ck_assert_int_le(r2, r1 - (long)N * SZ / 1024 / 2);
+	sp_pool_destroy(p);
+}
+END_TEST
+
+#if SP_ASAN
+/* A use after Put is reported: ASan exits 1 (abort_on_error=0). */
+START_TEST(test_pool_asan_use_after_put)
+{
+	sp_pool_opts o = { .size = 64 };
+	sp_pool *p = sp_pool_create(&o);
+	char *x = sp_pool_get(p);
+	x[0] = 1;
+	sp_pool_put(p, x);
+	*(volatile char *)&x[10] = 2; /* poisoned: reported here */
+	sp_pool_destroy(p);
+}
+END_TEST
+#endif
+
+static Suite *pool_suite(void)
+{
+	Suite *s = suite_create("pool");
+	TCase *tc = tcase_create("go");
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_pool_go_basic);
+	tcase_add_test(tc, test_pool_go_new);
+	tcase_add_test(tc, test_pool_go_gc);
+	tcase_add_test(tc, test_pool_go_release);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("concurrent");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_pool_stress);
+	tcase_add_test(tc, test_pool_stress_small_cap);
+	tcase_add_test(tc, test_pool_producer_consumer);
+	tcase_add_test(tc, test_pool_flow);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("api");
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_pool_overflow);
+	tcase_add_test(tc, test_pool_reset);
+	tcase_add_test(tc, test_pool_bad_opts);
+	tcase_add_test(tc, test_pool_cleaner);
+	tcase_add_test(tc, test_pool_cleanup_all);
+	tcase_add_test(tc, test_pool_stats);
+	tcase_add_test(tc, test_pool_rss);
+#if SP_ASAN
+	tcase_add_exit_test(tc, test_pool_asan_use_after_put, 1);
+#endif
+	suite_add_tcase(s, tc);
+	return s;
+}
+SPTEST_SUITE(pool_suite)
