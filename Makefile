@@ -108,7 +108,7 @@ test: deps lib test-run examples shim-check bench-build install-check
 
 test-tsan: deps
 	$(MAKE) BUILD=build/tsan SAN=thread test-run CK_TIMEOUT_MULTIPLIER=4 \
-	    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
+	    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 atexit_sleep_ms=0"
 
 test-asan: deps
 	$(MAKE) BUILD=build/asan SAN=address test-run CK_TIMEOUT_MULTIPLIER=3 \
