@@ -5,8 +5,13 @@
  *                    cores: 8 is oversubscribed), one pool shared by all:
  *                    syncpool; jemalloc mallocx+sdallocx; glibc malloc+free
  *                    (__libc_malloc: the binary links jemalloc, which would
- *                    otherwise answer malloc); a bare thread-local free list
- *                    (the floor: what a pool with no sharing at all costs)
+ *                    otherwise answer malloc); a bare thread-local free list,
+ *                    the floor: "tls_freelist" called as out-of-line
+ *                    functions, as sp_pool_get/sp_pool_put are (the same two
+ *                    calls, nothing shared), and "tls_freelist_inline", the
+ *                    same code inlined into the loop (a few instructions the
+ *                    compiler can overlap across iterations: no library
+ *                    call can match it; shown for honesty)
  *   pool_overflow    Go's BenchmarkPoolOverflow: 100 Puts then 100 Gets per
  *                    iteration (ns/op is per iteration); the floor beside it
  *   pool_starvation  Go's BenchmarkPoolStarvation: 67 Puts then 100 Gets per
@@ -103,7 +108,7 @@ struct node {
 };
 static __thread struct node *tl_head;
 
-static inline void *tl_pop(void)
+static inline __attribute__((always_inline)) void *tl_pop_in(void)
 {
 	struct node *n = tl_head;
 	if (__builtin_expect(n == NULL, 0))
@@ -112,11 +117,22 @@ static inline void *tl_pop(void)
 	return n;
 }
 
-static inline void tl_push(void *o)
+static inline __attribute__((always_inline)) void tl_push_in(void *o)
 {
 	struct node *n = o;
 	n->next = tl_head;
 	tl_head = n;
+}
+
+/* The library-call shape: one call to get, one to put. */
+__attribute__((noinline)) static void *tl_pop(void)
+{
+	return tl_pop_in();
+}
+
+__attribute__((noinline)) static void tl_push(void *o)
+{
+	tl_push_in(o);
 }
 
 static void tl_drain(void)
@@ -141,6 +157,20 @@ static void bm_get_put_tls(spb_state *st)
 }
 SPB_REGISTER(pool_gp_tls, .group = "pool_get_put", .impl = "tls_freelist", .fn = bm_get_put_tls,
 	     .threads = { 1, 2, 8 });
+
+static void bm_get_put_tls_inline(spb_state *st)
+{
+	SPB_LOOP(st)
+	{
+		void *o = tl_pop_in();
+		spb_do_not_optimize(o);
+		tl_push_in(o);
+	}
+	tl_drain();
+	spb_set_items_processed(st, spb_iterations(st));
+}
+SPB_REGISTER(pool_gp_tls_inline, .group = "pool_get_put", .impl = "tls_freelist_inline",
+	     .fn = bm_get_put_tls_inline, .threads = { 1, 2, 8 });
 
 /* ---------------------------------------------------------------- Go's patterns */
 
