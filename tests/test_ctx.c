@@ -1,11 +1,18 @@
 /* tests/test_ctx.c - contexts (sync/ctx.c) and the watch mechanism. */
 #include "sptest.h"
+#include "common.h"
 #include "ctx_internal.h"
 #include "park.h"
 #include "syncpool/ctx.h"
 
 #include <errno.h>
 #include <stdlib.h>
+
+#if SP_TSAN || SP_ASAN
+#define SCALE 3
+#else
+#define SCALE 1
+#endif
 
 START_TEST(test_background)
 {
@@ -190,32 +197,37 @@ START_TEST(test_after_func)
 }
 END_TEST
 
+/* Promptness: best of 5 within a few ms (a loaded machine may stall one trial). */
 struct waker {
 	sp_ctx *c;
-	int64_t at;
+	int64_t woke;
 };
-static void *cancel_later(void *arg)
+static void *wait_and_stamp(void *arg)
 {
 	struct waker *w = arg;
-	sptest_sleep_ns(SPTEST_MS(20));
-	w->at = sp_now_ns();
-	sp_ctx_cancel(w->c);
+	ck_assert(sp_ctx_wait(w->c, SPTEST_S(5)));
+	w->woke = sp_now_ns();
 	return NULL;
 }
 
 START_TEST(test_wait_prompt)
 {
-	sp_ctx *c;
-	pthread_t t;
-	struct waker w;
-	ck_assert_int_eq(sp_ctx_with_cancel(NULL, &c), 0);
-	w.c = c;
-	ck_assert_int_eq(pthread_create(&t, NULL, cancel_later, &w), 0);
-	ck_assert(sp_ctx_wait(c, SPTEST_S(5)));
-	int64_t lat = sp_now_ns() - w.at;
-	ck_assert(sptest_join_within(t, SPTEST_S(5), NULL));
-	ck_assert_int_lt(lat, SPTEST_MS(20));
-	sp_ctx_release(c);
+	int64_t best = INT64_MAX;
+	for (int trial = 0; trial < 5; trial++) {
+		pthread_t t;
+		struct waker w = { NULL, 0 };
+		ck_assert_int_eq(sp_ctx_with_cancel(NULL, &w.c), 0);
+		ck_assert_int_eq(pthread_create(&t, NULL, wait_and_stamp, &w), 0);
+		sptest_sleep_ns(SPTEST_MS(5));
+		int64_t t0 = sp_now_ns();
+		sp_ctx_cancel(w.c);
+		ck_assert(sptest_join_within(t, SPTEST_S(5), NULL));
+		ck_assert_int_lt(w.woke - t0, SPTEST_S(1));
+		if (w.woke - t0 < best)
+			best = w.woke - t0;
+		sp_ctx_release(w.c);
+	}
+	ck_assert_int_lt(best, SPTEST_MS(5 * SCALE));
 }
 END_TEST
 

@@ -435,28 +435,53 @@ START_TEST(test_cancelled_head_wakes_next)
 }
 END_TEST
 
-/* Promptness: a waiter returns within a few ms of its context's cancel. */
+/*
+ * Promptness: a waiter returns within a few ms of its context's cancel.
+ * The latency is taken in the waiter itself; on a loaded machine one trial
+ * can lose its CPU for a while, so the best of 5 must be a few ms and none
+ * may take long.
+ */
+struct prompt {
+	sp_sema *s;
+	sp_ctx *c;
+	int err;
+	int64_t returned;
+};
+static void *prompt_waiter(void *p)
+{
+	struct prompt *a = p;
+	a->err = sp_sema_acquire(a->s, 1, a->c);
+	a->returned = sp_now_ns();
+	return NULL;
+}
+
 START_TEST(test_cancel_prompt)
 {
 	sp_sema s;
-	pthread_t t;
+	int64_t best = INT64_MAX;
 	sp_sema_init(&s, 1);
 	ck_assert_int_eq(sp_sema_acquire(&s, 1, NULL), 0);
-	sp_ctx *c;
-	ck_assert_int_eq(sp_ctx_with_cancel(NULL, &c), 0);
-	struct req a = { &s, 1, c, 0, 0 };
-	ck_assert_int_eq(pthread_create(&t, NULL, requester, &a), 0);
-	wait_enqueued(&s, NULL);
-	sptest_sleep_ns(SPTEST_MS(5));
-	int64_t t0 = sp_now_ns();
-	sp_ctx_cancel(c);
-	ck_assert(sptest_join_within(t, SPTEST_S(5), NULL));
-	ck_assert_int_lt(sp_now_ns() - t0, SPTEST_MS(20 * SCALE));
-	ck_assert_int_eq(a.err, ECANCELED);
-	ck_assert_ptr_null(peek(&s, false));
+	for (int trial = 0; trial < 5; trial++) {
+		pthread_t t;
+		struct prompt a = { &s, NULL, -1, 0 };
+		ck_assert_int_eq(sp_ctx_with_cancel(NULL, &a.c), 0);
+		ck_assert_int_eq(pthread_create(&t, NULL, prompt_waiter, &a), 0);
+		wait_enqueued(&s, NULL);
+		sptest_sleep_ns(SPTEST_MS(2));
+		int64_t t0 = sp_now_ns();
+		sp_ctx_cancel(a.c);
+		ck_assert(sptest_join_within(t, SPTEST_S(5), NULL));
+		ck_assert_int_eq(a.err, ECANCELED);
+		int64_t lat = a.returned - t0;
+		ck_assert_int_lt(lat, SPTEST_S(1));
+		if (lat < best)
+			best = lat;
+		ck_assert_ptr_null(peek(&s, false));
+		sp_ctx_release(a.c);
+	}
+	ck_assert_int_lt(best, SPTEST_MS(5 * SCALE));
 	sp_sema_release(&s, 1);
 	ck_assert(sp_sema_try_acquire(&s, 1));
-	sp_ctx_release(c);
 	sp_sema_destroy(&s);
 }
 END_TEST
