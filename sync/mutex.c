@@ -8,12 +8,17 @@
  *	                     (a spinner or a just-woken waiter): unlock need not
  *	                     wake anybody
  *	bit 2      STARVING  starvation mode: unlock hands the lock to a waiter
- *	bits 3..31 waiters   threads registered to sleep on the sema word
+ *	bits 3..31 waiters   threads registered to wait in the queue
  *
- * The sema word (sp_mutex.sema_) is a counting semaphore of wake-up tokens:
- * unlock posts one and wakes one sleeper; a waiter sleeps until it can take
- * one.  Tokens are interchangeable, so whichever registered waiter takes a
- * token is "the" woken waiter.
+ * Waiters sleep in a queue outside the mutex (as Go's semaRoot, WebKit's
+ * ParkingLot): a global table of buckets hashed by mutex address, each a
+ * short internal lock and a FIFO list of waiter nodes that live on the
+ * waiters' stacks, each with its own futex word.  Unlock wakes the node at
+ * the head; a waiter that was woken but lost the race for the lock requeues
+ * at the head (LIFO), so the longest waiter stays first in line.  The sema
+ * word (sp_mutex.sema_) counts wake-ups posted while no waiter was queued yet
+ * (a waiter registers in the state word before it reaches the queue); it is
+ * only touched under the bucket lock.
  *
  * Normal mode (after Go's mutex.go).  Waiters queue and are woken one at a
  * time, but a woken waiter does not own the lock: it competes with threads
@@ -33,8 +38,10 @@
 #include "syncpool/mutex.h"
 
 #include <stdatomic.h>
+#include <stddef.h>
 
 #include "common.h"
+#include "ctx_internal.h"
 #include "park.h"
 
 #define LOCKED   1u
@@ -51,34 +58,109 @@ static inline _Atomic uint32_t *state_of(sp_mutex *m)
 	return (_Atomic uint32_t *)&m->state_;
 }
 
+/* ---------------------------------------------------------------- waiter queue */
+
+enum { W_WAITING, W_SLEEPING, W_WOKEN };
+
+struct waiter {
+	const sp_mutex *m;
+	struct waiter *next;
+	_Atomic uint32_t state; /* W_WAITING, W_SLEEPING (parked), W_WOKEN (set by the waker) */
+};
+
+/* One bucket per 128-byte line: its lock and list are written by the waiters and wakers of the mutexes hashing here. */
+#define NBUCKETS 256
+static struct bucket {
+	SP_CACHE_ALIGNED sp_ilock lock;
+	struct waiter *head, *tail;
+} buckets[NBUCKETS];
+
+static inline struct bucket *bucket_of(const sp_mutex *m)
+{
+	return &buckets[((uint64_t)(uintptr_t)m * UINT64_C(0x9E3779B97F4A7C15)) >> 56];
+}
+
 static inline _Atomic uint32_t *sema_of(sp_mutex *m)
 {
 	return (_Atomic uint32_t *)&m->sema_;
 }
 
-/* ---------------------------------------------------------------- tokens */
-
-/* Takes one wake-up token, sleeping until one is posted. */
-static void sema_acquire(_Atomic uint32_t *sema)
+/*
+ * Sleeps until an unlock wakes us.  lifo: queue at the head (we were woken
+ * before and lost the lock).  Takes a wake-up posted before we got here
+ * instead of sleeping.
+ */
+static void queue_wait(sp_mutex *m, bool lifo)
 {
-	for (;;) {
-		uint32_t v = atomic_load_explicit(sema, memory_order_relaxed);
-		while (v != 0) {
-			if (atomic_compare_exchange_weak_explicit(sema, &v, v - 1, memory_order_acquire,
-								  memory_order_relaxed))
-				return;
-		}
-		/* A token posted right after the load makes the futex return at once. */
-		if (!sp_spin_while_eq(sema, 0))
-			sp_park_wait(sema, 0, -1);
+	struct bucket *b = bucket_of(m);
+	struct waiter w = { m, NULL, W_WAITING };
+
+	sp_ilock_lock(&b->lock);
+	uint32_t pending = atomic_load_explicit(sema_of(m), memory_order_relaxed);
+	if (pending != 0) {
+		atomic_store_explicit(sema_of(m), pending - 1, memory_order_relaxed);
+		sp_ilock_unlock(&b->lock);
+		return;
 	}
+	if (lifo) {
+		w.next = b->head;
+		b->head = &w;
+		if (b->tail == NULL)
+			b->tail = &w;
+	} else {
+		if (b->tail != NULL)
+			b->tail->next = &w;
+		else
+			b->head = &w;
+		b->tail = &w;
+	}
+	sp_ilock_unlock(&b->lock);
+
+	/* Spin a little, then say we sleep (so the waker makes the system call) and park. */
+	if (sp_spin_while_eq(&w.state, W_WAITING))
+		goto woken;
+	uint32_t st = W_WAITING;
+	if (atomic_compare_exchange_strong_explicit(&w.state, &st, W_SLEEPING, memory_order_relaxed,
+						    memory_order_relaxed)) {
+		while (atomic_load_explicit(&w.state, memory_order_relaxed) == W_SLEEPING)
+			sp_park_wait(&w.state, W_SLEEPING, -1);
+	}
+woken:
+	atomic_thread_fence(memory_order_acquire);
 }
 
-/* Posts one token and wakes one sleeper. */
-static void sema_release(_Atomic uint32_t *sema)
+/* Wakes the first waiter queued on m, or posts a wake-up for the next one to arrive. */
+static void queue_wake_one(sp_mutex *m)
 {
-	atomic_fetch_add_explicit(sema, 1, memory_order_release);
-	sp_park_wake_one(sema);
+	struct bucket *b = bucket_of(m);
+	struct waiter *prev = NULL, *w;
+
+	sp_ilock_lock(&b->lock);
+	for (w = b->head; w != NULL; prev = w, w = w->next)
+		if (w->m == m)
+			break;
+	if (w == NULL) {
+		atomic_store_explicit(sema_of(m), atomic_load_explicit(sema_of(m), memory_order_relaxed) + 1,
+				      memory_order_relaxed);
+		sp_ilock_unlock(&b->lock);
+		return;
+	}
+	if (prev != NULL)
+		prev->next = w->next;
+	else
+		b->head = w->next;
+	if (b->tail == w)
+		b->tail = prev;
+	sp_ilock_unlock(&b->lock);
+	/*
+	 * The node lives on the waiter's stack and may be gone as soon as its
+	 * state is W_WOKEN: after the exchange only its address is used, by
+	 * the futex wake (a wake on a reused address is a harmless spurious
+	 * wake-up).
+	 */
+	_Atomic uint32_t *ws = &w->state;
+	if (atomic_exchange_explicit(ws, W_WOKEN, memory_order_release) == W_SLEEPING)
+		sp_park_wake_one(ws);
 }
 
 /* ---------------------------------------------------------------- lock */
@@ -161,10 +243,11 @@ static void lock_slow(sp_mutex *m)
 		if (!(old & (LOCKED | STARVING)))
 			return; /* took it with the CAS */
 
-		/* Registered as a waiter: sleep for a token. */
+		/* Registered as a waiter: sleep; a waiter woken before goes first in line. */
+		bool lifo = wait_start != 0;
 		if (wait_start == 0)
 			wait_start = sp_now_ns();
-		sema_acquire(sema_of(m));
+		queue_wait(m, lifo);
 		starving = starving || sp_now_ns() - wait_start > STARVATION_NS;
 		old = atomic_load_explicit(st, memory_order_relaxed);
 		if (old & STARVING) {
@@ -222,7 +305,7 @@ static void unlock_slow(sp_mutex *m, uint32_t new)
 			uint32_t n = (old - WAITER) | WOKEN;
 			if (atomic_compare_exchange_weak_explicit(st, &old, n, memory_order_relaxed,
 								  memory_order_relaxed)) {
-				sema_release(sema_of(m));
+				queue_wake_one(m);
 				return;
 			}
 		}
@@ -230,6 +313,8 @@ static void unlock_slow(sp_mutex *m, uint32_t new)
 	/*
 	 * Starvation mode: hand the lock to the next waiter.  LOCKED stays
 	 * clear until that waiter sets it, but STARVING keeps newcomers out.
+	 * The waiter at the head of the queue is the one that has waited
+	 * longest (woken waiters requeue at the head).
 	 */
-	sema_release(sema_of(m));
+	queue_wake_one(m);
 }

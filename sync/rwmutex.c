@@ -124,8 +124,6 @@ static inline uint32_t lock_hash(const sp_rwmutex *rw)
 	return (uint32_t)(((uint64_t)(uintptr_t)rw * UINT64_C(0x9E3779B97F4A7C15)) >> 52);
 }
 
-static inline uint32_t lock_col(const sp_rwmutex *rw) { return lock_hash(rw) % VR_COLS; }
-
 /*
  * Per thread: VR_SIZE + VR_COLS * (its dense number), so that adding a lock
  * hash and masking gives the slot; 0 while not assigned, VR_NONE when the
@@ -136,6 +134,15 @@ static __thread uint32_t vr_self __attribute__((tls_model("initial-exec")));
 
 /* Dense thread numbers in use (bit per number); freed by a key destructor at thread exit. */
 static _Atomic uint64_t vr_used[VR_LINES / 64];
+/*
+ * 1 + the highest thread number ever handed out: slots of lines beyond it
+ * are never used, so writers scan only vr_hw slots per lock (a handful in a
+ * program with a handful of threads).  It only grows; a thread raises it
+ * (seq_cst) before it first publishes, so a writer that reads it after
+ * revoking the bias either covers that thread's slot or the thread sees the
+ * bias off.
+ */
+static _Atomic uint32_t vr_hw;
 static pthread_key_t vr_key;
 static pthread_once_t vr_key_once = PTHREAD_ONCE_INIT;
 
@@ -174,6 +181,11 @@ static __attribute__((noinline, cold)) uint32_t self_assign(void)
 					atomic_fetch_and(&vr_used[w], ~((uint64_t)1 << b));
 					return VR_NONE;
 				}
+				uint32_t hw = atomic_load_explicit(&vr_hw, memory_order_seq_cst);
+				while (hw < t + 1 &&
+				       !atomic_compare_exchange_weak_explicit(&vr_hw, &hw, t + 1, memory_order_seq_cst,
+									      memory_order_seq_cst))
+					;
 				vr_self = VR_SIZE + t * VR_COLS;
 				return vr_self;
 			}
@@ -193,41 +205,102 @@ static inline _Atomic uintptr_t *my_slot(const sp_rwmutex *rw)
 	return &vr_table[(base + lock_hash(rw)) % VR_SIZE];
 }
 
+/* Thread t's slot for the lock with hash h. */
+static inline _Atomic uintptr_t *slot_at(uint32_t t, uint32_t h)
+{
+	return &vr_table[(VR_SIZE + t * VR_COLS + h) % VR_SIZE];
+}
+
 /* How many slots hold rw (phantoms and transient ones included). */
 static int32_t count_slots(sp_rwmutex *rw)
 {
-	uint32_t col = lock_col(rw);
+	uint32_t h = lock_hash(rw), hw = atomic_load_explicit(&vr_hw, memory_order_seq_cst);
 	int32_t n = 0;
-	for (uint32_t line = 0; line < VR_LINES; line++)
-		n += atomic_load_explicit(&vr_table[line * VR_COLS + col], memory_order_seq_cst) == (uintptr_t)rw;
+	for (uint32_t t = 0; t < hw; t++)
+		n += atomic_load_explicit(slot_at(t, h), memory_order_seq_cst) == (uintptr_t)rw;
 	return n;
 }
 
 /* ---------------------------------------------------------------- waking */
 
-/* Takes one wake-up token from a semaphore word, sleeping until one is posted. */
+/*
+ * Both futex words below carry a SLEEPING bit, set by a thread just before
+ * it parks and cleared by the thread that wakes it, so that a release with
+ * nobody asleep costs no system call.
+ */
+#define SLEEPING 0x80000000u
+
+/*
+ * rsem: a count of wake-up tokens for readers blocked by a writer.  Takes
+ * one, sleeping until one is posted.
+ */
 static void sema_acquire(_Atomic uint32_t *sema)
 {
 	for (;;) {
 		uint32_t v = atomic_load_explicit(sema, memory_order_relaxed);
-		while (v != 0) {
+		while ((v & ~SLEEPING) != 0) {
 			if (atomic_compare_exchange_weak_explicit(sema, &v, v - 1, memory_order_acquire,
 								  memory_order_relaxed))
 				return;
 		}
-		if (!sp_spin_while_eq(sema, 0))
-			sp_park_wait(sema, 0, -1);
+		if (v == 0 && sp_spin_while_eq(sema, 0))
+			continue;
+		if (v == 0 && !atomic_compare_exchange_strong_explicit(sema, &v, SLEEPING, memory_order_relaxed,
+								       memory_order_relaxed))
+			continue;
+		sp_park_wait(sema, SLEEPING, -1);
 	}
 }
 
-/* A reader left while a writer waits: move the epoch so the writer looks again. */
+/* Posts n tokens; wakes the sleepers if there are any (all: we cleared their bit). */
+static void sema_release(_Atomic uint32_t *sema, uint32_t n)
+{
+	uint32_t v = atomic_load_explicit(sema, memory_order_relaxed);
+	while (!atomic_compare_exchange_weak_explicit(sema, &v, (v + n) & ~SLEEPING, memory_order_release,
+						      memory_order_relaxed))
+		;
+	if (v & SLEEPING)
+		sp_park_wake_all(sema);
+}
+
+/*
+ * drain: an epoch a leaving reader moves while a writer waits, so the writer
+ * looks again.  Only the writer holding w_ sleeps on it.
+ */
 static __attribute__((noinline)) void wake_writer(sp_rwmutex *rw)
 {
-	atomic_fetch_add_explicit(drain_of(rw), 1, memory_order_seq_cst);
-	sp_park_wake_one(drain_of(rw));
+	_Atomic uint32_t *d = drain_of(rw);
+	uint32_t v = atomic_load_explicit(d, memory_order_relaxed);
+	while (!atomic_compare_exchange_weak_explicit(d, &v, (v + 1) & ~SLEEPING, memory_order_seq_cst,
+						      memory_order_relaxed))
+		;
+	if (v & SLEEPING)
+		sp_park_wake_one(d);
+}
+
+/* The writer sleeps until the epoch moves from e (or the deadline). */
+static void writer_sleep(sp_rwmutex *rw, uint32_t e, int64_t deadline)
+{
+	_Atomic uint32_t *d = drain_of(rw);
+	if (!(e & SLEEPING) &&
+	    !atomic_compare_exchange_strong_explicit(d, &e, e | SLEEPING, memory_order_seq_cst, memory_order_relaxed))
+		return; /* moved already */
+	sp_park_wait(d, e | SLEEPING, deadline);
 }
 
 /* ---------------------------------------------------------------- bias */
+
+/*
+ * The clock for the inhibit window: the TSC where there is one (about 10 ns,
+ * against 25 for clock_gettime; only differences and comparisons of its
+ * values are used), else CLOCK_MONOTONIC.
+ */
+#if defined(__x86_64__) || defined(__i386__)
+#include <x86intrin.h>
+static inline int64_t bias_clock(void) { return (int64_t)(__rdtsc() >> 1); }
+#else
+static inline int64_t bias_clock(void) { return sp_now_ns(); }
+#endif
 
 /*
  * Whether the read bias may be turned on now.  Reading the clock costs about
@@ -243,7 +316,7 @@ static bool bias_allowed(sp_rwmutex *rw)
 		return true;
 	if ((++bias_tick & 15) != 0)
 		return false;
-	return sp_now_ns() >= until;
+	return bias_clock() >= until;
 }
 
 /* Turns the bias on unless a writer is there (it would have to be revoked). */
@@ -445,10 +518,10 @@ static void clear_phantoms(sp_rwmutex *rw)
 	if (k == 0)
 		return;
 	adjust_holders(rw, k, true);
-	uint32_t col = lock_col(rw);
+	uint32_t h = lock_hash(rw), hw = atomic_load_explicit(&vr_hw, memory_order_seq_cst);
 	int32_t cleared = 0;
-	for (uint32_t line = 0; line < VR_LINES; line++) {
-		_Atomic uintptr_t *slot = &vr_table[line * VR_COLS + col];
+	for (uint32_t t = 0; t < hw; t++) {
+		_Atomic uintptr_t *slot = slot_at(t, h);
 		uintptr_t v = (uintptr_t)rw;
 		if (atomic_load_explicit(slot, memory_order_relaxed) == v &&
 		    atomic_compare_exchange_strong_explicit(slot, &v, 0, memory_order_relaxed, memory_order_relaxed))
@@ -462,9 +535,9 @@ static void wait_readers(sp_rwmutex *rw, bool table)
 {
 	int64_t backoff = 20000; /* ns, doubling to 1 ms */
 	int spins = 0;
+	int32_t slots;
 	for (;;) {
 		uint32_t e = atomic_load_explicit(drain_of(rw), memory_order_seq_cst);
-		int32_t slots;
 		int32_t left = readers_left(rw, table, &slots);
 		if (left <= 0)
 			break;
@@ -475,13 +548,13 @@ static void wait_readers(sp_rwmutex *rw, bool table)
 		}
 		if (slots == 0) {
 			/* Only counter holders left: their unlocks wake us reliably. */
-			sp_park_wait(drain_of(rw), e, -1);
+			writer_sleep(rw, e, -1);
 		} else {
-			sp_park_wait(drain_of(rw), e, sp_now_ns() + backoff);
+			writer_sleep(rw, e, sp_now_ns() + backoff);
 			backoff = backoff < 1000000 ? backoff * 2 : backoff;
 		}
 	}
-	if (table)
+	if (slots != 0)
 		clear_phantoms(rw);
 }
 
@@ -501,9 +574,9 @@ SP_API void sp_rwmutex_lock(sp_rwmutex *rw)
 	sp_mutex_lock(&rw->w_);
 	uint64_t s = announce_writer(rw);
 	if (s & RBIAS) {
-		int64_t t0 = sp_now_ns();
+		int64_t t0 = bias_clock();
 		wait_readers(rw, true);
-		int64_t t1 = sp_now_ns();
+		int64_t t1 = bias_clock();
 		atomic_store_explicit(inhibit_of(rw), t1 + INHIBIT_FACTOR * (t1 - t0) + 1, memory_order_relaxed);
 	} else if (holders(s) != 0) {
 		wait_readers(rw, false);
@@ -526,10 +599,8 @@ static void release_writer(sp_rwmutex *rw, uint64_t bias)
 		if (atomic_compare_exchange_weak_explicit(st, &s, ns, memory_order_release, memory_order_relaxed))
 			break;
 	}
-	if (n != 0) {
-		atomic_fetch_add_explicit(rsem_of(rw), (uint32_t)n, memory_order_release);
-		sp_park_wake(rsem_of(rw), (int)n);
-	}
+	if (n != 0)
+		sema_release(rsem_of(rw), (uint32_t)n);
 	sp_mutex_unlock(&rw->w_);
 }
 
@@ -559,7 +630,8 @@ SP_API bool sp_rwmutex_trylock(sp_rwmutex *rw)
 			release_writer(rw, RBIAS);
 			return false;
 		}
-		clear_phantoms(rw);
+		if (slots != 0)
+			clear_phantoms(rw);
 	}
 	atomic_thread_fence(memory_order_acquire);
 	return true;
