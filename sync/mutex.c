@@ -126,7 +126,8 @@ static void queue_wait(sp_mutex *m, bool lifo)
 			sp_park_wait(&w.state, W_SLEEPING, -1);
 	}
 woken:
-	atomic_thread_fence(memory_order_acquire);
+	/* Acquire: pairs with the waker's exchange. */
+	(void)atomic_load_explicit(&w.state, memory_order_acquire);
 }
 
 /* Wakes the first waiter queued on m, or posts a wake-up for the next one to arrive. */

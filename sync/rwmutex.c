@@ -581,8 +581,10 @@ SP_API void sp_rwmutex_lock(sp_rwmutex *rw)
 	} else if (holders(s) != 0) {
 		wait_readers(rw, false);
 	}
-	/* Acquire what the readers did (their releases were read above). */
-	atomic_thread_fence(memory_order_acquire);
+	/*
+	 * What the readers did happens before us: we read their releases (the
+	 * slot stores, the holders CAS) with seq_cst loads, or with the CAS.
+	 */
 }
 
 /* Clears WRITER, turns blocked readers into holders and wakes them; sets `bias` bits. */
@@ -633,7 +635,6 @@ SP_API bool sp_rwmutex_trylock(sp_rwmutex *rw)
 		if (slots != 0)
 			clear_phantoms(rw);
 	}
-	atomic_thread_fence(memory_order_acquire);
 	return true;
 }
 
