@@ -661,7 +661,8 @@ SP_API int sp_flight_do(sp_flight *g, const void *key, size_t keylen, sp_flight_
 		res->ref = g;
 		if (SP_UNLIKELY(excess))
 			rec_free(excess);
-		free(bigkey);
+		if (SP_UNLIKELY(bigkey))
+			free(bigkey);
 		return 0;
 	}
 	uint32_t old = atomic_fetch_or_explicit(&r->state, ST_DONE, memory_order_release);
