@@ -72,7 +72,12 @@ static sp_ctx background = { H_BACKGROUND };
 
 void sp_ilock_lock_slow(sp_ilock *l)
 {
-	for (;;) {
+	/*
+	 * A few rounds of bounded spinning, then park.  The number of rounds is
+	 * bounded too: under churn the word keeps changing, and a spin that
+	 * restarted on every change would never reach the futex.
+	 */
+	for (int round = 0; round < 4; round++) {
 		uint32_t v = atomic_load_explicit(&l->v, memory_order_relaxed);
 		if (v == 0) {
 			if (atomic_compare_exchange_weak_explicit(&l->v, &v, 1, memory_order_acquire,
