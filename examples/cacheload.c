@@ -487,9 +487,9 @@ static void report(const run_result *f, const run_result *n)
 	printf("  %-40s %14.3f %16.3f\n", "elapsed (s)", f->seconds, n->seconds);
 	printf("  %-40s %14.0f %16.0f\n", "requests per second", (double)a->requests / f->seconds,
 	       (double)b->requests / n->seconds);
-	printf("  %-40s %14.3f %16.3f\n", "latency p50 (ms)", (double)f->p50 / 1e6, (double)n->p50 / 1e6);
-	printf("  %-40s %14.3f %16.3f\n", "latency p99 (ms)", (double)f->p99 / 1e6, (double)n->p99 / 1e6);
-	printf("  %-40s %14.3f %16.3f\n", "latency max (ms)", (double)f->pmax / 1e6, (double)n->pmax / 1e6);
+	printf("  %-40s %14.1f %16.1f\n", "latency p50 (us)", (double)f->p50 / 1e3, (double)n->p50 / 1e3);
+	printf("  %-40s %14.1f %16.1f\n", "latency p99 (us)", (double)f->p99 / 1e3, (double)n->p99 / 1e3);
+	printf("  %-40s %14.1f %16.1f\n", "latency max (us)", (double)f->pmax / 1e3, (double)n->pmax / 1e3);
 	if (n->backend_calls > 0)
 		printf("\nsingleflight made %.1f%% of the backend calls (%" PRId64 " instead of %" PRId64
 		       "); %" PRId64 " requests shared a load.\n",
