@@ -14,12 +14,15 @@
  *
  * The state word (64 bits):
  *
- *	bits  0..31  holders   signed: read locks held through the counter,
+ *	bits  0..28  blocked   readers sleeping on rsem until the writer leaves
+ *	bit  29      CLEARING  a writer is clearing phantom slots (see below)
+ *	bit  30      RBIAS     readers may use the table
+ *	bit  31      WRITER    a writer holds the lock or waits for readers to leave
+ *	bits 32..63  holders   signed: read locks held through the counter,
  *	                       minus table read locks released by other threads
- *	bits 32..60  blocked   readers sleeping on rsem until the writer leaves
- *	bit  61      CLEARING  a writer is clearing phantom slots (see below)
- *	bit  62      RBIAS     readers may use the table
- *	bit  63      WRITER    a writer holds the lock or waits for readers to leave
+ *
+ * holders is the top half so that readers can move it with one atomic add
+ * (a borrow or carry leaves the word at bit 63 and disturbs nothing).
  *
  * RBIAS and WRITER are never both set: a writer sets WRITER and clears RBIAS
  * in one CAS, and RBIAS is only set by a CAS that finds WRITER clear.  So a
@@ -52,9 +55,12 @@
  *
  * Bias policy: a zero lock starts unbiased and the first reader through the
  * counter sets RBIAS.  A writer that had to revoke the bias measures how long
- * the revocation took and inhibits the bias for INHIBIT_FACTOR times that
- * (BRAVO's N = 9): revocation then costs at most ~10% of the time, and locks
- * that see frequent writes stay on the counter path.
+ * the revocation took (waiting for the table readers included) and inhibits
+ * the bias for INHIBIT_FACTOR times that (BRAVO's N = 9): revocation then
+ * costs at most ~10% of the time, and locks that see frequent writes with
+ * long read sections stay on the counter path.  With few threads a
+ * revocation is a few loads, so a lock with 1% writes keeps its bias most of
+ * the time.
  *
  * Waiting: readers blocked by a writer sleep on rsem (a token semaphore the
  * writer's unlock posts to, one token per blocked reader); the writer waiting
@@ -73,22 +79,18 @@
 #include "common.h"
 #include "park.h"
 
-#define HOLDERS_MASK  ((uint64_t)0xffffffff)
-#define BLOCKED       (((uint64_t)1) << 32)
-#define BLOCKED_SHIFT 32
-#define BLOCKED_MASK  ((((uint64_t)1 << 29) - 1) << BLOCKED_SHIFT)
-#define CLEARING      (((uint64_t)1) << 61)
-#define RBIAS         (((uint64_t)1) << 62)
-#define WRITER        (((uint64_t)1) << 63)
+#define BLOCKED       ((uint64_t)1)
+#define BLOCKED_MASK  (((uint64_t)1 << 29) - 1)
+#define CLEARING      (((uint64_t)1) << 29)
+#define RBIAS         (((uint64_t)1) << 30)
+#define WRITER        (((uint64_t)1) << 31)
+#define HOLDER        (((uint64_t)1) << 32)
 
 #define INHIBIT_FACTOR 9
 
-static inline int32_t holders(uint64_t s) { return (int32_t)(uint32_t)(s & HOLDERS_MASK); }
-static inline uint64_t blocked(uint64_t s) { return (s & BLOCKED_MASK) >> BLOCKED_SHIFT; }
-static inline uint64_t add_holders(uint64_t s, int32_t d)
-{
-	return (s & ~HOLDERS_MASK) | (uint32_t)((uint32_t)holders(s) + (uint32_t)d);
-}
+static inline int32_t holders(uint64_t s) { return (int32_t)(uint32_t)(s >> 32); }
+static inline uint64_t blocked(uint64_t s) { return s & BLOCKED_MASK; }
+static inline uint64_t add_holders(uint64_t s, int32_t d) { return s + ((uint64_t)(uint32_t)d << 32); }
 
 static inline _Atomic uint64_t *state_of(sp_rwmutex *rw) { return (_Atomic uint64_t *)&rw->state_; }
 static inline _Atomic uint32_t *rsem_of(sp_rwmutex *rw) { return (_Atomic uint32_t *)&rw->rsem_; }
@@ -102,8 +104,9 @@ static inline _Atomic int64_t *inhibit_of(sp_rwmutex *rw) { return (_Atomic int6
  * SP_CACHELINE bytes (32 KiB).  Thread t's slot for lock L is in column
  * col(L) of line (t + row(L)) mod VR_LINES: for one lock, live threads get
  * slots on distinct lines (readers of one hot lock never false-share), and
- * all slots that can hold L lie in one column, so a writer scans VR_LINES
- * slots, not the whole table.  A slot is written by the threads whose
+ * all slots that can hold L lie in one column, so a writer scans one slot
+ * per thread number in use (vr_hw below), not the whole table.  A slot is
+ * written by the threads whose
  * (thread, lock) pairs hash to it - for a given lock, by one thread only -
  * and read by writers.
  */
@@ -341,13 +344,10 @@ static void bias_enable(sp_rwmutex *rw, uint64_t s)
 static __attribute__((noinline)) void runlock_slow(sp_rwmutex *rw)
 {
 	_Atomic uint64_t *st = state_of(rw);
-	uint64_t s = atomic_load_explicit(st, memory_order_relaxed);
-	uint64_t n;
-	do {
-		if (SP_UNLIKELY(holders(s) == INT32_MIN))
-			sp_fatal("rwmutex", "runlock of unlocked rwmutex");
-		n = add_holders(s, -1);
-	} while (!atomic_compare_exchange_weak_explicit(st, &s, n, memory_order_seq_cst, memory_order_relaxed));
+	uint64_t s = atomic_fetch_sub_explicit(st, HOLDER, memory_order_seq_cst);
+	uint64_t n = s - HOLDER;
+	if (SP_UNLIKELY(holders(s) == INT32_MIN))
+		sp_fatal("rwmutex", "runlock of unlocked rwmutex");
 	if (n & WRITER)
 		wake_writer(rw);
 	if (SP_LIKELY(holders(n) >= 0))
@@ -437,23 +437,31 @@ static bool counter_tryrlock(sp_rwmutex *rw, uint64_t *sp)
 	return false;
 }
 
+/*
+ * Through the counter: one atomic add.  If a writer is there the unit was
+ * taken speculatively; trade it for a place among the blocked readers (and
+ * tell the writer, which may be counting it) unless the writer has left.
+ */
 static __attribute__((noinline)) void rlock_slow(sp_rwmutex *rw)
 {
-	uint64_t s;
-	if (counter_tryrlock(rw, &s))
+	_Atomic uint64_t *st = state_of(rw);
+	uint64_t s = atomic_fetch_add_explicit(st, HOLDER, memory_order_acquire) + HOLDER;
+	if (SP_LIKELY(!(s & WRITER))) {
+		if (!(s & RBIAS) && bias_allowed(rw))
+			bias_enable(rw, s);
 		return;
-	/* A writer is there: register as blocked, sleep until its unlock. */
+	}
 	for (;;) {
 		if (!(s & WRITER)) {
-			if (atomic_compare_exchange_weak_explicit(state_of(rw), &s, add_holders(s, 1),
-								  memory_order_acquire, memory_order_relaxed))
-				return;
-			continue;
+			/* The writer left: the unit is ours after all; acquire its unlock. */
+			(void)atomic_load_explicit(st, memory_order_acquire);
+			return;
 		}
-		if (atomic_compare_exchange_weak_explicit(state_of(rw), &s, s + BLOCKED, memory_order_relaxed,
-							  memory_order_relaxed))
+		if (atomic_compare_exchange_weak_explicit(st, &s, add_holders(s, -1) + BLOCKED,
+							  memory_order_acquire, memory_order_relaxed))
 			break;
 	}
+	wake_writer(rw);
 	/* The writer's unlock turns us into a holder and posts our token. */
 	sema_acquire(rsem_of(rw));
 }
@@ -482,9 +490,10 @@ SP_API bool sp_rwmutex_tryrlock(sp_rwmutex *rw)
 
 /*
  * Read locks still held, seen by a writer (WRITER set): holders plus the
- * slots holding rw when the bias was on.  Slots only empty while WRITER is
- * set (a transient one appears only to back out, and counts as held while
- * visible), and holders only falls, so a reading of 0 means none is held.
+ * slots holding rw when the bias was on.  While WRITER is set, slots only
+ * empty (a transient one appears only to back out, and counts as held while
+ * visible) and holders only falls (a reader's speculative unit is extra, and
+ * taken back), so the reading is never below the truth: 0 means none held.
  */
 static int32_t readers_left(sp_rwmutex *rw, bool table, int32_t *slots)
 {
