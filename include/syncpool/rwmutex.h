@@ -22,12 +22,16 @@
  *
  * Read scaling (BRAVO, Dice & Kogan, USENIX ATC 2019): while the lock is
  * "read-biased", a reader publishes itself in a slot of a process-wide table
- * (hashed by thread and lock) instead of writing the lock's shared counter,
- * so concurrent readers on different cores write different cache lines.  A
- * writer revokes the bias and waits for the published readers to leave; the
- * bias then stays off for a while (9x the time the revocation took), so
- * write-heavy locks behave like an ordinary counter-based rwlock.  A zero
- * lock starts unbiased; its first read lock turns the bias on.
+ * (hashed by thread and lock; 32 KiB for the whole process) instead of
+ * writing the lock's shared counter, so concurrent readers on different
+ * cores write different cache lines; its unlock is a plain store.  A writer
+ * revokes the bias and waits for the published readers to leave; the bias
+ * then stays off for 9x the time the revocation took, so write-heavy locks
+ * behave like an ordinary counter-based rwlock (one atomic add per read
+ * lock and per read unlock).  A zero lock starts unbiased; its first read
+ * lock turns the bias on.  Up to 256 threads at a time use the table (the
+ * library numbers them, reusing numbers of exited threads through one
+ * pthread key); threads beyond that read through the counter.
  *
  * Blocking waits end in a futex sleep (no unbounded spinning).
  */
