@@ -258,7 +258,10 @@ static const char *parse_locks(const char *s, config *c)
 	for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		if (strcmp(tok, "all") == 0) {
 			for (int i = 0; i < NLOCKS; i++) {
-				if (!LOCKS[i].exclusive)
+				bool dup = false;
+				for (int j = 0; j < c->nlocks; j++)
+					dup |= c->locks[j] == i;
+				if (!LOCKS[i].exclusive || dup)
 					continue;
 				if (c->nlocks == MAX_LOCKS)
 					return "--lock: too many locks";
@@ -274,6 +277,11 @@ static const char *parse_locks(const char *s, config *c)
 			snprintf(msg, sizeof msg, "--lock: unknown lock '%s' (--help lists them)", tok);
 			return msg;
 		}
+		bool dup = false;
+		for (int i = 0; i < c->nlocks; i++)
+			dup |= c->locks[i] == found;
+		if (dup)
+			continue; /* each lock is measured once */
 		if (c->nlocks == MAX_LOCKS)
 			return "--lock: too many locks";
 		c->locks[c->nlocks++] = found;
@@ -700,6 +708,7 @@ static int check_parser(void)
 	PARSER(parse_locks("sp_mutexx", &c) != NULL);
 	PARSER(parse_locks("", &c) != NULL);
 	PARSER(parse_locks("all", &c) == NULL && c.nlocks == NLOCKS - 1);
+	PARSER(parse_locks("none,sp_mutex,none,all", &c) == NULL && c.nlocks == NLOCKS);
 	PARSER(parse_threads("1,2,8", &c) == NULL && c.nthreads == 3 && c.threads[3] == 0);
 	PARSER(parse_threads("0", &c) != NULL);
 	PARSER(parse_threads("2,", &c) != NULL);
