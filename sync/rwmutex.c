@@ -334,6 +334,8 @@ static void bias_enable(sp_rwmutex *rw, uint64_t s)
 
 /* ---------------------------------------------------------------- read unlock (slow) */
 
+static void clear_phantoms_unlocked(sp_rwmutex *rw);
+
 /*
  * Releases one read lock through the counter: the caller's slot does not
  * hold rw, so the lock was taken through the counter or is a slot on
@@ -352,13 +354,15 @@ static __attribute__((noinline)) void runlock_slow(sp_rwmutex *rw)
 		wake_writer(rw);
 	if (SP_LIKELY(holders(n) >= 0))
 		return;
-	for (int pass = 0; pass < 4; pass++) {
+	for (int pass = 0;; pass++) {
 		s = atomic_load_explicit(st, memory_order_seq_cst);
 		if ((s & CLEARING) || holders(s) + count_slots(rw) >= 0)
-			return;
+			break;
+		if (pass == 3)
+			sp_fatal("rwmutex", "runlock of unlocked rwmutex");
 		sched_yield();
 	}
-	sp_fatal("rwmutex", "runlock of unlocked rwmutex");
+	clear_phantoms_unlocked(rw);
 }
 
 SP_API void sp_rwmutex_runlock(sp_rwmutex *rw)
@@ -368,9 +372,18 @@ SP_API void sp_rwmutex_runlock(sp_rwmutex *rw)
 	    SP_LIKELY(atomic_load_explicit(slot, memory_order_relaxed) == (uintptr_t)rw)) {
 		/* Only this thread empties its slot while a read lock is held. */
 		atomic_store_explicit(slot, 0, memory_order_release);
-		/* A writer revoking the bias may be waiting (if we miss it, it polls). */
-		if (SP_UNLIKELY(atomic_load_explicit(state_of(rw), memory_order_relaxed) & WRITER))
-			wake_writer(rw);
+		/*
+		 * A writer revoking the bias may be waiting (if we miss it, it
+		 * polls); phantoms may be left to clear (holders < 0: the sign
+		 * bit of the word).
+		 */
+		uint64_t s = atomic_load_explicit(state_of(rw), memory_order_relaxed);
+		if (SP_UNLIKELY((s & WRITER) || (int64_t)s < 0)) {
+			if (s & WRITER)
+				wake_writer(rw);
+			else
+				clear_phantoms_unlocked(rw);
+		}
 		return;
 	}
 	runlock_slow(rw);
@@ -613,6 +626,43 @@ static void release_writer(sp_rwmutex *rw, uint64_t bias)
 	if (n != 0)
 		sema_release(rsem_of(rw), (uint32_t)n);
 	sp_mutex_unlock(&rw->w_);
+}
+
+/*
+ * Phantoms left behind while nobody writes: a table read lock was released
+ * by another thread and the lock may now be unlocked.  Clear them at once,
+ * as a writer would (so that an unlocked rwmutex leaves nothing in the table
+ * and may be freed and its memory reused), unless read locks are still held
+ * - the unlock of the last one comes back here - or a writer is there (it
+ * clears them itself).  A reader whose plain-store unlock is still in
+ * flight can make us see it as held: look again a few times.
+ */
+static __attribute__((noinline)) void clear_phantoms_unlocked(sp_rwmutex *rw)
+{
+	_Atomic uint64_t *st = state_of(rw);
+	for (int attempt = 0; attempt < 4; attempt++) {
+		if (!sp_mutex_trylock(&rw->w_))
+			return; /* a writer (or another cleaner) is there */
+		uint64_t s = atomic_load_explicit(st, memory_order_relaxed);
+		for (;;) {
+			if ((s & WRITER) || holders(s) >= 0) {
+				sp_mutex_unlock(&rw->w_);
+				return;
+			}
+			if (atomic_compare_exchange_weak_explicit(st, &s, (s | WRITER) & ~RBIAS, memory_order_seq_cst,
+								  memory_order_relaxed))
+				break;
+		}
+		int32_t slots;
+		bool idle = readers_left(rw, true, &slots) <= 0;
+		if (idle && slots != 0)
+			clear_phantoms(rw);
+		release_writer(rw, s & RBIAS);
+		if (idle)
+			return;
+		for (int i = 0; i < 64 << attempt; i++)
+			sp_cpu_relax();
+	}
 }
 
 SP_API bool sp_rwmutex_trylock(sp_rwmutex *rw)

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 
 #if SP_TSAN || SP_ASAN
 #define SCALE 8
@@ -478,6 +479,37 @@ START_TEST(test_rwmutex_crowd)
 }
 END_TEST
 
+
+/* After a cross-thread runlock leaves the lock unlocked, the table holds
+ * nothing for it: its memory can be reused for a fresh rwmutex. */
+static void *lock_unlock(void *arg)
+{
+	sp_rwmutex_lock(arg);
+	sp_rwmutex_unlock(arg);
+	return NULL;
+}
+
+START_TEST(test_rwmutex_reuse_after_cross_runlock)
+{
+	sp_rwmutex *rw = calloc(1, sizeof *rw);
+	ck_assert_ptr_nonnull(rw);
+	for (int i = 0; i < 20; i++) {
+		sp_rwmutex_rlock(rw); /* turns the bias on (first round) */
+		sp_rwmutex_runlock(rw);
+		sp_rwmutex_rlock(rw); /* through the table */
+		run_on_other_thread(do_runlock, rw);
+		/* Unlocked now: "free" it and start a new lock at the same address. */
+		memset(rw, 0, sizeof *rw);
+		sp_rwmutex_rlock(rw);
+		sp_rwmutex_runlock(rw);
+		pthread_t t;
+		ck_assert_int_eq(pthread_create(&t, NULL, lock_unlock, rw), 0);
+		ck_assert_msg(sptest_join_within(t, SPTEST_S(10), NULL), "writer hung on a reused rwmutex");
+	}
+	free(rw);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- many locks */
 
 enum { NLOCKS = 1000 };
@@ -603,6 +635,7 @@ static Suite *rwmutex_suite(void)
 	tcase_add_test(tc, test_rwmutex_phantom_then_writer);
 	tcase_add_test(tc, test_rwmutex_holder_exits);
 	tcase_add_test(tc, test_rwmutex_crowd);
+	tcase_add_test(tc, test_rwmutex_reuse_after_cross_runlock);
 	tcase_add_test(tc, test_rwmutex_many_locks);
 	suite_add_tcase(s, tc);
 
