@@ -42,7 +42,9 @@
  * when the lock it releases is a slot on another thread's line: that slot is
  * then a "phantom", counted by the negative `holders`.  The sum stays exact.
  * A revoking writer waits for the sum to reach zero, then clears the
- * phantoms and adds them back to `holders`.  (A thread holding read locks on
+ * phantoms and adds them back to `holders`; so does the unlock that leaves
+ * the lock idle while holders < 0 (clear_phantoms_unlocked), so that an
+ * unlocked rwmutex has nothing in the table and its memory may be reused.  (A thread holding read locks on
  * two rwmutexes whose slots collide, or the same rwmutex twice, simply takes
  * the second through the counter.)
  *
