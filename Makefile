@@ -128,6 +128,7 @@ shim-check: $(BUILD)/bench/shim_smoke
 	python3 bench/report.py $(BUILD)/bench/shim_smoke.json --verify \
 	    'smoke/spin/threads:1' 'smoke/spin/threads:2' 'smoke/arg/16/threads:1' \
 	    'smoke/arg/64/threads:1' --counter smoke/spin/threads:2=per_thread_ops \
+	    --counter smoke/spin/threads:2=wall_ns_per_op \
 	    --counter smoke/arg/16/threads:1=bytes_rate
 
 # ---------------------------------------------------------------- examples

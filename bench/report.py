@@ -9,6 +9,9 @@ implementation, drawn by gnuplot).
 Run names are "<group>/<impl>[/<arg>]/threads:<n>" (see bench/spbench.h); the
 impl "syncpool" is ours, every other impl of the same group is an anchor.
 ratio = anchor ns/op / syncpool ns/op: above 1 means syncpool is faster.
+ns/op is the wall-clock span of all threads' timed loops divided by all their
+operations (the shim's wall_ns_per_op counter) where the benchmark used
+SPB_LOOP, else google-benchmark's real time.
 
     report.py RESULTS.json --out DIR        table to stdout, DIR/table.md, DIR/<group>.png
     report.py RESULTS.json --verify NAME... [--counter NAME=COUNTER ...]
@@ -57,6 +60,11 @@ def parse(path):
         if rest:
             group = group + "/" + "/".join(rest)
         ns = b["real_time"] * UNIT_NS.get(b.get("time_unit", "ns"), 1.0)
+        # The shim's wall-span figure (see spbench.cc) is the aggregate
+        # throughput over all threads; prefer it to google-benchmark's mean
+        # of per-thread loop times.
+        if isinstance(b.get("wall_ns_per_op"), (int, float)) and b["wall_ns_per_op"] > 0:
+            ns = b["wall_ns_per_op"]
         counters = {k: v for k, v in b.items() if k not in STD_KEYS and isinstance(v, (int, float))}
         runs.append({
             "name": name, "group": group, "impl": impl, "threads": threads, "ns": ns,
@@ -104,7 +112,8 @@ def render(rows):
            "|---|---:|---:|---|---:|---:|---|"]
     for group, threads, ours, anchors in rows:
         ours_s = ("error: " + ours["msg"]) if ours and ours["error"] else (fmt_ns(ours["ns"]) if ours else "-")
-        counters = ", ".join("%s=%s" % (k, fmt_counter(v)) for k, v in sorted(ours["counters"].items())) if ours else ""
+        counters = ", ".join("%s=%s" % (k, fmt_counter(v)) for k, v in sorted(ours["counters"].items())
+                             if k != "wall_ns_per_op") if ours else ""
         if not anchors:
             out.append("| %s | %d | %s | - | - | - | %s |" % (group, threads, ours_s, counters))
             continue

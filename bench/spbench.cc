@@ -7,6 +7,9 @@
 
 #include <benchmark/benchmark.h>
 
+#include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -25,6 +28,42 @@ std::vector<spb_bench> &registry()
 {
 	static std::vector<spb_bench> r;
 	return r;
+}
+
+// The wall-clock span of the current multi-threaded run: from the earliest
+// thread's loop start to the latest thread's loop end.  google-benchmark
+// reports the mean of the threads' own loop times, which flatters a lock
+// that lets one thread finish early while another starves; the span over
+// all operations is the honest aggregate figure (ANCHORS.md's "wall time
+// divided by all operations").  One benchmark runs at a time, so one
+// global record serves: thread 0 resets it before the start barrier, every
+// thread records after it, and thread 0 reads it after the stop barrier.
+struct span_record {
+	std::atomic<int64_t> start_min{INT64_MAX};
+	std::atomic<int64_t> end_max{0};
+	std::atomic<int64_t> iters{0};
+};
+span_record g_span;
+
+int64_t now_ns()
+{
+	return std::chrono::duration_cast<std::chrono::nanoseconds>(
+		       std::chrono::steady_clock::now().time_since_epoch())
+		.count();
+}
+
+void atomic_min(std::atomic<int64_t> &a, int64_t v)
+{
+	int64_t cur = a.load(std::memory_order_relaxed);
+	while (v < cur && !a.compare_exchange_weak(cur, v, std::memory_order_relaxed))
+		;
+}
+
+void atomic_max(std::atomic<int64_t> &a, int64_t v)
+{
+	int64_t cur = a.load(std::memory_order_relaxed);
+	while (v > cur && !a.compare_exchange_weak(cur, v, std::memory_order_relaxed))
+		;
 }
 
 void run_one(benchmark::State &st, spb_fn fn, bool has_arg)
@@ -81,19 +120,36 @@ int spb_main(int argc, char **argv)
 
 int64_t spb_batch(spb_state *s)
 {
+	benchmark::State &st = *s->st;
 	if (!s->batch_given) {
 		s->batch_given = true;
-		int64_t n = (int64_t)s->st->max_iterations;
+		int64_t n = (int64_t)st.max_iterations;
+		if (st.thread_index() == 0) {
+			g_span.start_min.store(INT64_MAX, std::memory_order_relaxed);
+			g_span.end_max.store(0, std::memory_order_relaxed);
+			g_span.iters.store(0, std::memory_order_relaxed);
+		}
 		// KeepRunningBatch starts the clock (after the start barrier).
-		if (n > 0 && s->st->KeepRunningBatch(n)) {
+		if (n > 0 && st.KeepRunningBatch(n)) {
+			atomic_min(g_span.start_min, now_ns());
+			g_span.iters.fetch_add(n, std::memory_order_relaxed);
 			s->done = n;
 			return n;
 		}
 		return 0;
 	}
-	// The batch is used up: this call stops the clock (stop barrier).
-	while (s->st->KeepRunning())
+	// The batch is used up: record the end, then this call stops the clock
+	// (stop barrier: every thread's end is recorded once it returns).
+	atomic_max(g_span.end_max, now_ns());
+	while (st.KeepRunning())
 		s->done++;
+	if (st.thread_index() == 0 && !st.error_occurred()) {
+		int64_t iters = g_span.iters.load(std::memory_order_relaxed);
+		int64_t span = g_span.end_max.load(std::memory_order_relaxed) -
+			       g_span.start_min.load(std::memory_order_relaxed);
+		if (iters > 0 && span > 0)
+			st.counters["wall_ns_per_op"] = benchmark::Counter((double)span / (double)iters);
+	}
 	return 0;
 }
 

@@ -36,9 +36,13 @@
  * leave it together.  Shared setup goes before the loop under
  * `if (spb_thread_index(st) == 0)` and is visible to every thread once the
  * loop starts; shared teardown goes after the loop, also on thread 0.  Time
- * is wall-clock (UseRealTime), and the reported ns/op is wall time divided by
- * the operations of all threads together: aggregate throughput, so perfect
- * scaling halves the one-thread figure.
+ * is wall-clock (UseRealTime).  With SPB_LOOP the shim also records the span
+ * from the first thread's loop start to the last thread's loop end and
+ * reports span / (operations of all threads) as the counter wall_ns_per_op:
+ * aggregate throughput, so perfect scaling halves the one-thread figure, and
+ * a thread that finishes early cannot flatter the figure (google-benchmark's
+ * own Time column is the mean of the threads' loop times).  bench/report.py
+ * uses wall_ns_per_op where it exists.
  *
  * Loop overhead.  SPB_LOOP runs the whole iteration count as one batch, so
  * the per-iteration cost is a counted loop in the benchmark's own code (no
