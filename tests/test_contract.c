@@ -331,6 +331,54 @@ static void mis_errgroup(void)
 	sp_errgroup_set_limit(g, 2);
 }
 
+static void mis_wg_overflow(void)
+{
+	sp_waitgroup wg = SP_WAITGROUP_INIT;
+	sp_waitgroup_add(&wg, INT32_MAX);
+	sp_waitgroup_add(&wg, 1);
+}
+static struct flag mis_started;
+static int mis_fl_fn(void *arg, void **val)
+{
+	(void)arg;
+	(void)val;
+	flag_set(&mis_started);
+	sptest_sleep_ns(SPTEST_S(5));
+	return 0;
+}
+static void *mis_fl_leader(void *arg)
+{
+	sp_flight_result r;
+	sp_flight_do((sp_flight *)arg, "k", 1, mis_fl_fn, NULL, NULL, &r);
+	return NULL;
+}
+static void mis_flight(void)
+{
+	sp_flight *g = sp_flight_create(NULL);
+	pthread_t t;
+	pthread_create(&t, NULL, mis_fl_leader, g);
+	flag_wait(&mis_started, SPTEST_S(5));
+	sp_flight_destroy(g);
+}
+static sp_sema mis_s;
+static void *mis_sema_waiter(void *arg)
+{
+	(void)arg;
+	sp_sema_acquire(&mis_s, 1, NULL);
+	return NULL;
+}
+static void mis_sema_destroy(void)
+{
+	sp_sema_init(&mis_s, 1);
+	sp_sema_acquire(&mis_s, 1, NULL);
+	pthread_t t;
+	pthread_create(&t, NULL, mis_sema_waiter, NULL);
+	int64_t end = sptest_now_ns() + SPTEST_S(5);
+	while (sp_sema_try_acquire(&mis_s, 0) && sptest_now_ns() < end)
+		sptest_sleep_ns(SPTEST_MS(1) / 4);
+	sp_sema_destroy(&mis_s);
+}
+
 START_TEST(test_fatal_messages)
 {
 	expect_fatal(mis_mutex_unlock, "syncpool: fatal: mutex: unlock of unlocked mutex\n");
@@ -342,6 +390,9 @@ START_TEST(test_fatal_messages)
 	expect_fatal(mis_once, "syncpool: fatal: once: recursive call\n");
 	expect_fatal(mis_sema, "syncpool: fatal: sema: released more than held\n");
 	expect_fatal(mis_sema_unheld, "syncpool: fatal: sema: released more than held\n");
+	expect_fatal(mis_wg_overflow, "syncpool: fatal: waitgroup: counter overflow\n");
+	expect_fatal(mis_flight, "syncpool: fatal: flight: destroy with calls in flight or results held\n");
+	expect_fatal(mis_sema_destroy, "syncpool: fatal: sema: destroyed with waiters\n");
 	expect_fatal(mis_errgroup, "syncpool: fatal: errgroup: modify limit while goroutines in the "
 				   "group are still active\n");
 }
@@ -817,10 +868,10 @@ START_TEST(test_cond_wait_ctx)
 	ck_assert_int_eq(sp_cond_wait_ctx(&c, &m, ctx), ECANCELED);
 	ck_assert(!sp_mutex_trylock(&m));
 	sp_ctx_release(ctx);
-	ck_assert_int_eq(sp_ctx_with_timeout(NULL, SPTEST_MS(10), &ctx), 0);
 	int64_t t0 = sptest_now_ns();
+	ck_assert_int_eq(sp_ctx_with_timeout(NULL, SPTEST_MS(10), &ctx), 0);
 	ck_assert_int_eq(sp_cond_wait_ctx(&c, &m, ctx), ETIMEDOUT);
-	ck_assert_int_ge(sptest_now_ns() - t0, SPTEST_MS(9));
+	ck_assert_int_ge(sptest_now_ns() - t0, SPTEST_MS(10)); /* not early */
 	ck_assert(!sp_mutex_trylock(&m));
 	sp_ctx_release(ctx);
 	sp_mutex_unlock(&m);
@@ -1336,13 +1387,15 @@ END_TEST
 START_TEST(test_ctx_timeout_fires_and_err_sticks)
 {
 	sp_ctx *p, *c;
-	ck_assert_int_eq(sp_ctx_with_timeout(NULL, SPTEST_MS(5), &p), 0);
-	ck_assert_int_eq(sp_ctx_with_cancel(p, &c), 0);
-	ck_assert_int_eq(sp_ctx_err(c), 0);
-	ck_assert(!sp_ctx_wait(c, 0));
 	int64_t t0 = sptest_now_ns();
+	ck_assert_int_eq(sp_ctx_with_timeout(NULL, SPTEST_MS(20), &p), 0);
+	ck_assert_int_eq(sp_ctx_with_cancel(p, &c), 0);
+	if (sptest_now_ns() - t0 < SPTEST_MS(15)) { /* not checkable on a stalled machine */
+		ck_assert_int_eq(sp_ctx_err(c), 0);
+		ck_assert(!sp_ctx_wait(c, 0));
+	}
 	ck_assert(sp_ctx_wait(c, SPTEST_S(5)));
-	ck_assert_int_ge(sptest_now_ns() - t0, SPTEST_MS(3));
+	ck_assert_int_ge(sptest_now_ns() - t0, SPTEST_MS(20)); /* not early */
 	ck_assert_int_eq(sp_ctx_err(p), ETIMEDOUT);
 	ck_assert_int_eq(sp_ctx_err(c), ETIMEDOUT); /* the parent's deadline */
 	sp_ctx_cancel(c);
@@ -1355,7 +1408,7 @@ START_TEST(test_ctx_timeout_fires_and_err_sticks)
 	ck_assert_int_eq(sp_ctx_with_cancel(NULL, &c), 0);
 	t0 = sptest_now_ns();
 	ck_assert(!sp_ctx_wait(c, SPTEST_MS(5)));
-	ck_assert_int_ge(sptest_now_ns() - t0, SPTEST_MS(4));
+	ck_assert_int_ge(sptest_now_ns() - t0, SPTEST_MS(5));
 	sp_ctx_cancel(c);
 	ck_assert_int_eq(sp_ctx_err(c), ECANCELED);
 	sp_ctx_release(c);
