@@ -17,6 +17,7 @@
 
 #include "common.h"
 #include "park.h"
+#include "sanitizer.h"
 
 enum { ONCE_NEW = 0, ONCE_RUNNING = 1, ONCE_WAITERS = 2, ONCE_DONE = SP_ONCE_DONE_ };
 
@@ -51,20 +52,29 @@ __attribute__((noinline)) static void once_wait(sp_once *o, uint32_t s)
 		sp_park_wait(w, ONCE_WAITERS, -1);
 		s = atomic_load_explicit(w, memory_order_acquire);
 	}
+	sp_tsan_acquire(&o->state_);
 }
 
 SP_API void(sp_once_do)(sp_once *o, void (*fn)(void *arg), void *arg)
 {
 	_Atomic uint32_t *w = once_word(o);
 	uint32_t s = atomic_load_explicit(w, memory_order_acquire);
-	if (SP_LIKELY(s == ONCE_DONE))
+	if (SP_LIKELY(s == ONCE_DONE)) {
+		sp_tsan_acquire(&o->state_);
 		return;
+	}
 	if (s == ONCE_NEW &&
 	    atomic_compare_exchange_strong_explicit(w, &s, ONCE_RUNNING, memory_order_acquire,
 						    memory_order_acquire)) {
 		atomic_store_explicit(once_owner(o), (uintptr_t)pthread_self(), memory_order_relaxed);
 		fn(arg);
 		atomic_store_explicit(once_owner(o), 0, memory_order_relaxed);
+		/*
+		 * fn's effects, announced on state_ itself: the header's inline
+		 * fast path, compiled in the user's (maybe TSan) program, is an
+		 * acquire load of this very word.
+		 */
+		sp_tsan_release(&o->state_);
 		if (atomic_exchange_explicit(w, ONCE_DONE, memory_order_release) == ONCE_WAITERS)
 			sp_park_wake_all(w);
 		return;

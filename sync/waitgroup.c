@@ -29,6 +29,7 @@
 
 #include "common.h"
 #include "park.h"
+#include "sanitizer.h"
 
 #define WG_WAITERS ((uint64_t)1)
 #define WG_GEN_ONE ((uint64_t)2)
@@ -89,17 +90,22 @@ SP_API void sp_waitgroup_slow_(sp_waitgroup *wg, int64_t delta, uint64_t s)
 }
 
 /*
- * The exported add/done: the same inline fast path as the header's.  acq_rel
+ * The exported add/done: the same inline fast path as the header's.  In a
+ * user's TSan build the header's inline copy is instrumented (its atomic add
+ * on state_ is a release TSan sees); these copies are not, so they announce
+ * the release on the same word themselves.  acq_rel
  * on the add: a done releases the work it finished; the add that reaches
  * zero acquires every earlier done before releasing the waiters.
  */
 SP_API void(sp_waitgroup_add)(sp_waitgroup *wg, int64_t delta)
 {
+	sp_tsan_release(&wg->state_);
 	sp_waitgroup_add_inline_(wg, delta);
 }
 
 SP_API void(sp_waitgroup_done)(sp_waitgroup *wg)
 {
+	sp_tsan_release(&wg->state_);
 	sp_waitgroup_add_inline_(wg, -1);
 }
 
@@ -108,8 +114,11 @@ SP_API void sp_waitgroup_wait(sp_waitgroup *wg)
 	_Atomic uint64_t *st = wg_state(wg);
 	uint64_t s = atomic_load_explicit(st, memory_order_acquire);
 	for (;;) {
-		if (wg_counter(s) == 0)
-			return; /* acquire load: synchronizes with the last done */
+		if (wg_counter(s) == 0) {
+			/* acquire load: synchronizes with the last done */
+			sp_tsan_acquire(&wg->state_);
+			return;
+		}
 		if (s & WG_WAITERS)
 			break;
 		if (atomic_compare_exchange_weak_explicit(st, &s, s | WG_WAITERS, memory_order_acquire,
@@ -123,8 +132,11 @@ SP_API void sp_waitgroup_wait(sp_waitgroup *wg)
 	int spin = sp_spin_limit();
 	for (;;) {
 		uint64_t now = atomic_load_explicit(st, memory_order_acquire);
-		if ((uint32_t)(now & WG_LOW_MASK) != low)
-			return; /* generation moved: our round was released */
+		if ((uint32_t)(now & WG_LOW_MASK) != low) {
+			/* generation moved: our round was released */
+			sp_tsan_acquire(&wg->state_);
+			return;
+		}
 		/* Bounded spin (64-bit loads of the word), then the futex. */
 		if (spin > 0) {
 			spin -= 8;
