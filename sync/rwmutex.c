@@ -169,6 +169,15 @@ static void vr_key_create(void)
 		vr_key = (pthread_key_t)-1;
 }
 
+/*
+ * Thread number t's line offset.  Consecutive numbers are VR_SPREAD lines
+ * apart (odd, so this is a bijection mod VR_LINES): the slots of two threads
+ * reading one lock are then not neighbouring lines, which the CPU's
+ * adjacent-line prefetchers would drag back and forth between the cores.
+ */
+#define VR_SPREAD 37u
+static inline uint32_t thread_line(uint32_t t) { return (t * VR_SPREAD) % VR_LINES; }
+
 static __attribute__((noinline, cold)) uint32_t self_assign(void)
 {
 	pthread_once(&vr_key_once, vr_key_create);
@@ -191,7 +200,7 @@ static __attribute__((noinline, cold)) uint32_t self_assign(void)
 				       !atomic_compare_exchange_weak_explicit(&vr_hw, &hw, t + 1, memory_order_seq_cst,
 									      memory_order_seq_cst))
 					;
-				vr_self = VR_SIZE + t * VR_COLS;
+				vr_self = VR_SIZE + thread_line(t) * VR_COLS;
 				return vr_self;
 			}
 		}
@@ -213,7 +222,7 @@ static inline _Atomic uintptr_t *my_slot(const sp_rwmutex *rw)
 /* Thread t's slot for the lock with hash h. */
 static inline _Atomic uintptr_t *slot_at(uint32_t t, uint32_t h)
 {
-	return &vr_table[(VR_SIZE + t * VR_COLS + h) % VR_SIZE];
+	return &vr_table[(VR_SIZE + thread_line(t) * VR_COLS + h) % VR_SIZE];
 }
 
 /* How many slots hold rw (phantoms and transient ones included). */
