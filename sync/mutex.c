@@ -43,6 +43,7 @@
 #include "common.h"
 #include "ctx_internal.h"
 #include "park.h"
+#include "sanitizer.h"
 
 #define LOCKED   1u
 #define WOKEN    2u
@@ -168,13 +169,18 @@ static void queue_wake_one(sp_mutex *m)
 
 static void lock_slow(sp_mutex *m);
 
+/*
+ * The sp_tsan_* hooks tell a user's ThreadSanitizer (which cannot see the
+ * atomics of an uninstrumented libsyncpool) that unlock releases and lock
+ * acquires, on the state word.
+ */
 SP_API void sp_mutex_lock(sp_mutex *m)
 {
 	uint32_t old = 0;
-	if (SP_LIKELY(atomic_compare_exchange_strong_explicit(state_of(m), &old, LOCKED,
-							      memory_order_acquire, memory_order_relaxed)))
-		return;
-	lock_slow(m);
+	if (SP_UNLIKELY(!atomic_compare_exchange_strong_explicit(state_of(m), &old, LOCKED,
+								 memory_order_acquire, memory_order_relaxed)))
+		lock_slow(m);
+	sp_tsan_acquire(&m->state_);
 }
 
 SP_API bool sp_mutex_trylock(sp_mutex *m)
@@ -186,8 +192,10 @@ SP_API bool sp_mutex_trylock(sp_mutex *m)
 			return false;
 		/* Free in normal mode: waiters may exist; take it ahead of them, as Go does. */
 		if (atomic_compare_exchange_weak_explicit(st, &old, old | LOCKED, memory_order_acquire,
-							  memory_order_relaxed))
+							  memory_order_relaxed)) {
+			sp_tsan_acquire(&m->state_);
 			return true;
+		}
 	}
 }
 
@@ -279,6 +287,7 @@ static void unlock_slow(sp_mutex *m, uint32_t new);
 
 SP_API void sp_mutex_unlock(sp_mutex *m)
 {
+	sp_tsan_release(&m->state_);
 	uint32_t new = atomic_fetch_sub_explicit(state_of(m), LOCKED, memory_order_release) - LOCKED;
 	if (SP_UNLIKELY(new != 0))
 		unlock_slow(m, new);

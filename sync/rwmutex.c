@@ -80,6 +80,7 @@
 
 #include "common.h"
 #include "park.h"
+#include "sanitizer.h"
 
 #define BLOCKED       ((uint64_t)1)
 #define BLOCKED_MASK  (((uint64_t)1 << 29) - 1)
@@ -378,6 +379,7 @@ static __attribute__((noinline)) void runlock_slow(sp_rwmutex *rw)
 
 SP_API void sp_rwmutex_runlock(sp_rwmutex *rw)
 {
+	sp_tsan_release(&rw->drain_);
 	_Atomic uintptr_t *slot = my_slot(rw);
 	if (SP_LIKELY(slot != NULL) &&
 	    SP_LIKELY(atomic_load_explicit(slot, memory_order_relaxed) == (uintptr_t)rw)) {
@@ -490,11 +492,18 @@ static __attribute__((noinline)) void rlock_slow(sp_rwmutex *rw)
 	sema_acquire(rsem_of(rw));
 }
 
+/*
+ * The sp_tsan_* hooks tell a user's ThreadSanitizer (which cannot see the
+ * atomics of an uninstrumented libsyncpool) what synchronizes with what: a
+ * writer's unlock releases on state_, which read and write locks acquire;
+ * a read unlock releases on drain_, which only write locks acquire (readers
+ * do not synchronize with each other).
+ */
 SP_API void sp_rwmutex_rlock(sp_rwmutex *rw)
 {
-	if (SP_LIKELY(fast_rlock(rw)))
-		return;
-	rlock_slow(rw);
+	if (SP_UNLIKELY(!fast_rlock(rw)))
+		rlock_slow(rw);
+	sp_tsan_acquire(&rw->state_);
 }
 
 static __attribute__((noinline)) bool tryrlock_slow(sp_rwmutex *rw)
@@ -505,9 +514,10 @@ static __attribute__((noinline)) bool tryrlock_slow(sp_rwmutex *rw)
 
 SP_API bool sp_rwmutex_tryrlock(sp_rwmutex *rw)
 {
-	if (SP_LIKELY(fast_rlock(rw)))
-		return true;
-	return tryrlock_slow(rw);
+	if (SP_UNLIKELY(!fast_rlock(rw)) && !tryrlock_slow(rw))
+		return false;
+	sp_tsan_acquire(&rw->state_);
+	return true;
 }
 
 /* ---------------------------------------------------------------- write lock */
@@ -618,6 +628,8 @@ SP_API void sp_rwmutex_lock(sp_rwmutex *rw)
 	 * What the readers did happens before us: we read their releases (the
 	 * slot stores, the holders CAS) with seq_cst loads, or with the CAS.
 	 */
+	sp_tsan_acquire(&rw->state_);
+	sp_tsan_acquire(&rw->drain_);
 }
 
 /* Clears WRITER, turns blocked readers into holders and wakes them; sets `bias` bits. */
@@ -705,10 +717,13 @@ SP_API bool sp_rwmutex_trylock(sp_rwmutex *rw)
 		if (slots != 0)
 			clear_phantoms(rw);
 	}
+	sp_tsan_acquire(&rw->state_);
+	sp_tsan_acquire(&rw->drain_);
 	return true;
 }
 
 SP_API void sp_rwmutex_unlock(sp_rwmutex *rw)
 {
+	sp_tsan_release(&rw->state_);
 	release_writer(rw, 0);
 }
