@@ -35,6 +35,7 @@
 #include "common.h"
 #include "ctx_internal.h"
 #include "park.h"
+#include "sanitizer.h"
 
 enum { CW_SIGNALLED = 1, CW_PARKED = 2, CW_CANCELLED = 4 };
 
@@ -74,6 +75,8 @@ static void cond_unlink(sp_cond *c, struct cond_waiter *w)
 /* After the node left the queue: deliver, then w may be gone. */
 static void cond_deliver(struct cond_waiter *w)
 {
+	/* The notifier's effects, for the waiter's acquire on the same word. */
+	sp_tsan_release(&w->state);
 	uint32_t old = atomic_fetch_or_explicit(&w->state, CW_SIGNALLED, memory_order_release);
 	if (old & CW_PARKED)
 		sp_park_wake_one(&w->state); /* address only: harmless if w returned */
@@ -162,6 +165,8 @@ SP_API int sp_cond_wait_ctx(sp_cond *c, sp_mutex *m, sp_ctx *ctx)
 		sp_park_wait(&w.state, s, -1);
 		s = atomic_load_explicit(&w.state, memory_order_acquire);
 	}
+	if (s & CW_SIGNALLED)
+		sp_tsan_acquire(&w.state); /* woken: synchronizes with the notifier */
 	if (ctx)
 		sp_ctx_watch_remove(ctx, &w.watch);
 	sp_mutex_lock(m);

@@ -34,6 +34,8 @@
 #include "common.h"
 #include "ctx_internal.h"
 #include "park.h"
+#include "sanitizer.h"
+#include "sanitizer_ignore.h"
 #include "syncpool/ctx.h"
 #include "timer.h"
 
@@ -160,6 +162,8 @@ static int watch_add_node(ctx_node *n, sp_ctx_watch *w, void (*fn)(sp_ctx_watch 
 		atomic_store_explicit(&w->state, SP_WATCH_IDLE, memory_order_relaxed);
 	}
 	sp_ilock_unlock(&n->lock);
+	if (err)
+		sp_tsan_acquire(&n->err); /* observed done: the canceller's effects */
 	return err;
 }
 
@@ -173,6 +177,7 @@ int sp_ctx_watch_add(sp_ctx *c, sp_ctx_watch *w, void (*fn)(sp_ctx_watch *w))
 	}
 	int err = atomic_load_explicit(&n->err, memory_order_acquire);
 	if (err) {
+		sp_tsan_acquire(&n->err);
 		atomic_store_explicit(&w->state, SP_WATCH_IDLE, memory_order_relaxed);
 		return err;
 	}
@@ -197,8 +202,10 @@ static bool watch_remove_node(ctx_node *n, sp_ctx_watch *w)
 	}
 	/* Detached by a canceller: wait for fn to return. */
 	for (;;) {
-		if (s == SP_WATCH_DONE)
+		if (s == SP_WATCH_DONE) {
+			sp_tsan_acquire(&w->state); /* fn's effects (watch_fired) */
 			return false;
+		}
 		if (s == SP_WATCH_FIRING &&
 		    !atomic_compare_exchange_strong_explicit(&w->state, &s, SP_WATCH_WAITED,
 							     memory_order_acquire, memory_order_acquire))
@@ -214,14 +221,17 @@ bool sp_ctx_watch_remove(sp_ctx *c, sp_ctx_watch *w)
 	uint32_t s = atomic_load_explicit(&w->state, memory_order_acquire);
 	if (s == SP_WATCH_IDLE)
 		return true;
-	if (s == SP_WATCH_DONE)
+	if (s == SP_WATCH_DONE) {
+		sp_tsan_acquire(&w->state);
 		return false;
+	}
 	return watch_remove_node(node_of(c), w);
 }
 
 /* Called by the canceller after fn returned: lets a remover go. */
 static void watch_fired(sp_ctx_watch *w)
 {
+	sp_tsan_release(&w->state);
 	uint32_t old = atomic_exchange_explicit(&w->state, SP_WATCH_DONE, memory_order_release);
 	if (old == SP_WATCH_WAITED)
 		sp_park_wake_all(&w->state); /* w may be gone: the kernel only hashes the address */
@@ -257,7 +267,9 @@ static void node_release(ctx_node *n)
 		ctx_node *p = n->parent;
 		if (p)
 			watch_remove_node(p, &n->link);
+		sp_tsan_ignore_begin(); /* internal memory: see sanitizer_ignore.h */
 		free(n);
+		sp_tsan_ignore_end();
 		n = p;
 	}
 }
@@ -277,6 +289,8 @@ static bool cancel_one(ctx_node *n, int err, ctx_node **work)
 		sp_ilock_unlock(&n->lock);
 		return false;
 	}
+	/* The canceller's effects, for whoever observes n done (sp_ctx_err...). */
+	sp_tsan_release(&n->err);
 	atomic_store_explicit(&n->err, err, memory_order_release);
 	sp_ctx_watch *list = NULL;
 	for (sp_ctx_watch *w = n->watches, *next; w; w = next) {
@@ -365,7 +379,9 @@ static int ctx_new(sp_ctx *parent, int64_t deadline, bool has_value, const void 
 	if (out == NULL)
 		return EINVAL;
 	ctx_node *p = node_of(parent);
+	sp_tsan_ignore_begin();
 	ctx_node *n = calloc(1, sizeof *n);
+	sp_tsan_ignore_end();
 	if (n == NULL)
 		return ENOMEM;
 	atomic_init(&n->refs, 1);
@@ -393,6 +409,7 @@ static int ctx_new(sp_ctx *parent, int64_t deadline, bool has_value, const void 
 		int err = watch_add_node(p, &n->link, child_link);
 		if (err) {
 			/* Never linked: the link stays IDLE, free skips it. */
+			sp_tsan_release(&n->err); /* passes on the parent's canceller */
 			atomic_store_explicit(&n->err, err, memory_order_release);
 			*out = &n->owner;
 			return 0;
@@ -441,7 +458,12 @@ SP_API int sp_ctx_with_value(sp_ctx *parent, const void *key, void *val, sp_ctx 
 SP_API int sp_ctx_err(sp_ctx *c)
 {
 	ctx_node *n = node_of(c);
-	return n ? atomic_load_explicit(&n->err, memory_order_acquire) : 0;
+	if (n == NULL)
+		return 0;
+	int err = atomic_load_explicit(&n->err, memory_order_acquire);
+	if (err)
+		sp_tsan_acquire(&n->err); /* done observed: the canceller's effects */
+	return err;
 }
 
 SP_API bool sp_ctx_deadline(sp_ctx *c, int64_t *deadline_ns)
@@ -524,6 +546,9 @@ struct sp_ctx_hook {
 static void hook_fire(sp_ctx_watch *w)
 {
 	sp_ctx_hook *h = sp_container_of(w, sp_ctx_hook, watch);
+	/* fn runs after the registration and after the cancel (maybe another thread's). */
+	sp_tsan_acquire(h);
+	sp_tsan_acquire(&h->node->err);
 	h->fn(h->arg);
 }
 
@@ -531,7 +556,9 @@ SP_API sp_ctx_hook *sp_ctx_after_func(sp_ctx *c, void (*fn)(void *arg), void *ar
 {
 	if (fn == NULL)
 		return NULL;
+	sp_tsan_ignore_begin();
 	sp_ctx_hook *h = calloc(1, sizeof *h);
+	sp_tsan_ignore_end();
 	if (h == NULL)
 		return NULL;
 	h->fn = fn;
@@ -542,6 +569,7 @@ SP_API sp_ctx_hook *sp_ctx_after_func(sp_ctx *c, void (*fn)(void *arg), void *ar
 		return h;
 	}
 	node_retain(h->node);
+	sp_tsan_release(h); /* for hook_fire, on the cancelling thread */
 	if (watch_add_node(h->node, &h->watch, hook_fire) != 0) {
 		/* Already done: run it now, in the caller. */
 		fn(arg);
@@ -559,6 +587,8 @@ SP_API bool sp_ctx_hook_stop(sp_ctx_hook *h)
 		stopped = watch_remove_node(h->node, &h->watch);
 		node_release(h->node);
 	}
+	sp_tsan_ignore_begin();
 	free(h);
+	sp_tsan_ignore_end();
 	return stopped;
 }

@@ -22,6 +22,8 @@
 
 #include "common.h"
 #include "park.h"
+#include "sanitizer.h"
+#include "sanitizer_ignore.h"
 #include "syncpool/waitgroup.h"
 #include "workers.h"
 
@@ -42,8 +44,10 @@ static bool slot_try(sp_errgroup *g, int lim)
 {
 	int32_t c = atomic_load(&g->inuse);
 	while (c < lim)
-		if (atomic_compare_exchange_weak(&g->inuse, &c, c + 1))
+		if (atomic_compare_exchange_weak(&g->inuse, &c, c + 1)) {
+			sp_tsan_acquire(&g->inuse); /* the task that freed the slot */
 			return true;
+		}
 	return false;
 }
 
@@ -63,6 +67,7 @@ static void slot_acquire(sp_errgroup *g, int lim)
 
 static void slot_release(sp_errgroup *g)
 {
+	sp_tsan_release(&g->inuse);
 	atomic_fetch_sub(&g->inuse, 1);
 	if (atomic_load(&g->slot_waiters) > 0) {
 		atomic_fetch_add(&g->slot_word, 1);
@@ -85,6 +90,11 @@ static void task_run(sp_work *w)
 static void task_after(sp_work *w)
 {
 	sp_errgroup *g = w->p[0];
+	/*
+	 * The task's effects happen before wait returns (it acquires on the
+	 * WaitGroup's word) and before a go() that gets the freed slot.
+	 */
+	sp_tsan_release(&g->wg.state_);
 	if (w->flags & TASK_HOLDS_SLOT)
 		slot_release(g);
 	sp_waitgroup_done(&g->wg); /* last touch of g */
@@ -110,17 +120,23 @@ static int start(sp_errgroup *g, int (*fn)(void *), void *arg, bool slot)
 
 SP_API sp_errgroup *sp_errgroup_create(sp_ctx *parent, sp_ctx **ctx_out)
 {
+	/* The group is written by workers: its memory is ours (sanitizer_ignore.h). */
+	sp_tsan_ignore_begin();
 	sp_errgroup *g = aligned_alloc(SP_CACHELINE, (sizeof *g + SP_CACHELINE - 1) &
 							     ~(size_t)(SP_CACHELINE - 1));
+	if (g)
+		*g = (sp_errgroup){ .limit = -1 };
+	sp_tsan_ignore_end();
 	if (!g) {
 		errno = ENOMEM;
 		return NULL;
 	}
-	*g = (sp_errgroup){ .limit = -1 };
 	if (ctx_out) {
 		int err = sp_ctx_with_cancel(parent, &g->ctx);
 		if (err) {
+			sp_tsan_ignore_begin();
 			free(g);
+			sp_tsan_ignore_end();
 			errno = err;
 			return NULL;
 		}
@@ -169,5 +185,7 @@ SP_API void sp_errgroup_destroy(sp_errgroup *g)
 	sp_waitgroup_wait(&g->wg);
 	if (g->ctx)
 		sp_ctx_release(g->ctx);
+	sp_tsan_ignore_begin();
 	free(g);
+	sp_tsan_ignore_end();
 }

@@ -58,6 +58,8 @@
 #include "ctx_internal.h"
 #include "flight_internal.h"
 #include "park.h"
+#include "sanitizer.h"
+#include "sanitizer_ignore.h"
 
 #define SHARD_BITS 6
 #define NSHARDS (1u << SHARD_BITS)
@@ -220,7 +222,14 @@ static inline uint64_t flight_hash(const unsigned char *p, size_t n)
 
 static inline bool key_eq(const struct rec *r, const void *key, size_t n)
 {
-	return r->keylen == n && (n == 0 || memcmp(r->key, key, n) == 0);
+	if (r->keylen != n)
+		return false;
+	if (n == 0)
+		return true;
+	sp_tsan_ignore_begin(); /* r->key: internal memory, see sanitizer_ignore.h */
+	bool eq = memcmp(r->key, key, n) == 0;
+	sp_tsan_ignore_end();
+	return eq;
 }
 
 static struct rec *table_find(struct shard *s, uint64_t h, const void *key, size_t n)
@@ -243,15 +252,19 @@ static bool table_resize(struct shard *s, uint32_t cap)
 		if (ns == s->slots)
 			return true;
 	} else {
+		sp_tsan_ignore_begin();
 		ns = calloc(cap, sizeof *ns);
+		sp_tsan_ignore_end();
 		if (!ns)
 			return false;
 		atomic_fetch_add_explicit(&s->allocs, 1, memory_order_relaxed);
 	}
 	struct slot *old = s->slots;
 	uint32_t oldcap = s->mask + 1;
+	sp_tsan_ignore_begin();
 	if (ns == s->inl_slots)
 		memset(ns, 0, sizeof s->inl_slots);
+	sp_tsan_ignore_end();
 	for (uint32_t i = 0; i < oldcap; i++) {
 		if (!old[i].rec)
 			continue;
@@ -260,8 +273,11 @@ static bool table_resize(struct shard *s, uint32_t cap)
 			j = (j + 1) & (cap - 1);
 		ns[j] = old[i];
 	}
-	if (old != s->inl_slots)
+	if (old != s->inl_slots) {
+		sp_tsan_ignore_begin();
 		free(old);
+		sp_tsan_ignore_end();
+	}
 	s->slots = ns;
 	s->mask = cap - 1;
 	return true;
@@ -326,8 +342,10 @@ static void table_remove(struct shard *s, struct rec *r)
 
 static void rec_free(struct rec *r)
 {
+	sp_tsan_ignore_begin();
 	free(r->heap);
 	free(r);
+	sp_tsan_ignore_end();
 }
 
 /*
@@ -362,7 +380,9 @@ static struct rec *rec_get(struct shard *s, struct rec **excess)
 		}
 		return r;
 	}
+	sp_tsan_ignore_begin();
 	r = aligned_alloc(64, (sizeof(struct rec) + 63) & ~(size_t)63);
+	sp_tsan_ignore_end();
 	if (!r)
 		return NULL;
 	atomic_fetch_add_explicit(&s->allocs, 1, memory_order_relaxed);
@@ -389,7 +409,9 @@ static void rec_recycle(sp_flight *g, struct rec *r)
 		g->val_free(r->val);
 	r->val = NULL;
 	if (r->heapcap > HEAP_KEY_KEEP) {
+		sp_tsan_ignore_begin();
 		free(r->heap);
+		sp_tsan_ignore_end();
 		r->heap = NULL;
 		r->heapcap = 0;
 	}
@@ -409,9 +431,17 @@ static inline void rec_put_ref(sp_flight *g, struct rec *r)
 	 * reference, which outlives its stay there, is gone.  So seeing 1
 	 * (acquire, pairing with the other holders' release) skips the RMW.
 	 */
-	if (atomic_load_explicit(&r->refs, memory_order_acquire) == 1 ||
-	    atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) == 1)
+	if (atomic_load_explicit(&r->refs, memory_order_acquire) == 1) {
+		sp_tsan_acquire(&r->refs);
 		rec_recycle(g, r);
+		return;
+	}
+	/* What this holder did with the value happens before val_free. */
+	sp_tsan_release(&r->refs);
+	if (atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) == 1) {
+		sp_tsan_acquire(&r->refs);
+		rec_recycle(g, r);
+	}
 }
 
 /* ----------------------------------------------------------------- group */
@@ -419,12 +449,16 @@ static inline void rec_put_ref(sp_flight *g, struct rec *r)
 SP_API sp_flight *sp_flight_create(void (*val_free)(void *val))
 {
 	pthread_once(&hash_seed_once, hash_seed_init);
+	/* The group's memory is ours: see sanitizer_ignore.h. */
+	sp_tsan_ignore_begin();
 	sp_flight *g = aligned_alloc(SP_CACHELINE, sizeof *g);
+	if (g)
+		memset(g, 0, sizeof *g);
+	sp_tsan_ignore_end();
 	if (!g) {
 		errno = ENOMEM;
 		return NULL;
 	}
-	memset(g, 0, sizeof *g);
 	for (unsigned i = 0; i < NSHARDS; i++) {
 		struct shard *s = &g->shards[i];
 		s->slots = s->inl_slots;
@@ -455,10 +489,15 @@ SP_API void sp_flight_destroy(sp_flight *g)
 			n = r->next;
 			rec_free(r);
 		}
-		if (s->slots != s->inl_slots)
+		if (s->slots != s->inl_slots) {
+			sp_tsan_ignore_begin();
 			free(s->slots);
+			sp_tsan_ignore_end();
+		}
 	}
+	sp_tsan_ignore_begin();
 	free(g);
+	sp_tsan_ignore_end();
 }
 
 uint64_t sp_flight_stat_slots(sp_flight *g)
@@ -551,6 +590,7 @@ static int wait_call(sp_flight *g, struct rec *r, sp_ctx *ctx, sp_flight_result 
 			return err ? err : ECANCELED;
 		}
 	}
+	sp_tsan_acquire(&r->state); /* the leader's fn and result */
 	fill(res, r, true);
 	return 0;
 }
@@ -590,20 +630,26 @@ SP_API int sp_flight_do(sp_flight *g, const void *key, size_t keylen, sp_flight_
 		r->key = r->inl;
 	} else {
 		if (r->heapcap < keylen) {
+			sp_tsan_ignore_begin();
 			unsigned char *nb = malloc(keylen);
+			if (nb)
+				free(r->heap);
+			sp_tsan_ignore_end();
 			if (!nb) {
 				rec_unget(s, r);
 				goto nomem;
 			}
 			atomic_fetch_add_explicit(&s->allocs, 1, memory_order_relaxed);
-			free(r->heap);
 			r->heap = nb;
 			r->heapcap = keylen;
 		}
 		r->key = r->heap;
 	}
-	if (keylen)
+	if (keylen) {
+		sp_tsan_ignore_begin();
 		memcpy(r->key, key, keylen);
+		sp_tsan_ignore_end();
+	}
 	r->keylen = keylen;
 	r->hash = h;
 	r->dups = 0;
@@ -661,10 +707,14 @@ SP_API int sp_flight_do(sp_flight *g, const void *key, size_t keylen, sp_flight_
 		res->ref = g;
 		if (SP_UNLIKELY(excess))
 			rec_free(excess);
-		if (SP_UNLIKELY(bigkey))
+		if (SP_UNLIKELY(bigkey)) {
+			sp_tsan_ignore_begin();
 			free(bigkey);
+			sp_tsan_ignore_end();
+		}
 		return 0;
 	}
+	sp_tsan_release(&r->state); /* fn's effects, for every joiner */
 	uint32_t old = atomic_fetch_or_explicit(&r->state, ST_DONE, memory_order_release);
 	if (old & ST_WAITERS)
 		sp_park_wake_all(&r->state);

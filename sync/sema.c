@@ -35,6 +35,7 @@
 #include "common.h"
 #include "ctx_internal.h"
 #include "park.h"
+#include "sanitizer.h"
 
 #define WAITERS (UINT64_C(1) << 63)
 #define CUR_MASK (WAITERS - 1)
@@ -185,6 +186,7 @@ SP_API void sp_sema_release(sp_sema *s, int64_t n)
 {
 	if (n < 0)
 		sp_fatal("sema", "released more than held");
+	sp_tsan_release(&s->state_);
 	uint64_t old = atomic_fetch_sub_explicit(state(s), (uint64_t)n, memory_order_release);
 	if (SP_UNLIKELY((old & CUR_MASK) < (uint64_t)n))
 		sp_fatal("sema", "released more than held");
@@ -200,8 +202,10 @@ static inline bool try_fast(sp_sema *s, int64_t n)
 	uint64_t st = atomic_load_explicit(state(s), memory_order_relaxed);
 	while (!(st & WAITERS) && n <= s->size_ - (int64_t)st) {
 		if (atomic_compare_exchange_weak_explicit(state(s), &st, st + (uint64_t)n,
-							  memory_order_acquire, memory_order_relaxed))
+							  memory_order_acquire, memory_order_relaxed)) {
+			sp_tsan_acquire(&s->state_);
 			return true;
+		}
 	}
 	return false;
 }
@@ -297,8 +301,10 @@ static int acquire_slow(sp_sema *s, int64_t n, sp_ctx *ctx)
 	sema_waiter *g = head ? grant(s, &ahead) : NULL;
 	sp_ilock_unlock(qlock(s));
 	signal(g, ahead);
-	if (atomic_load_explicit(&w.word, memory_order_acquire) & W_GRANTED)
+	if (atomic_load_explicit(&w.word, memory_order_acquire) & W_GRANTED) {
+		sp_tsan_acquire(&s->state_); /* the releases that freed our weight */
 		return 0;
+	}
 
 	int err = sp_ctx_watch_add(ctx, &w.watch, on_ctx_done);
 	if (err)
@@ -308,6 +314,7 @@ static int acquire_slow(sp_sema *s, int64_t n, sp_ctx *ctx)
 	uint32_t v = atomic_load_explicit(&w.word, memory_order_acquire);
 	if (v & W_CANCELLED)
 		return abandon(s, &w, sp_ctx_err(ctx));
+	sp_tsan_acquire(&s->state_); /* handed off: every release before the grant */
 	return 0;
 }
 

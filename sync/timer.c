@@ -18,6 +18,8 @@
 
 #include "ctx_internal.h"
 #include "park.h"
+#include "sanitizer.h"
+#include "sanitizer_ignore.h"
 
 static struct {
 	sp_ilock lock;
@@ -89,6 +91,7 @@ static void *timer_main(void *arg)
 			heap_delete(0);
 			T.sleep_until = INT64_MIN;
 			sp_ilock_unlock(&T.lock);
+			sp_tsan_acquire(t); /* what its adder did before sp_timer_add */
 			t->fire(t);
 			sp_ilock_lock(&T.lock);
 			continue;
@@ -130,6 +133,7 @@ int sp_timer_add(sp_timer *t)
 {
 	bool wake = false;
 
+	sp_tsan_release(t); /* for the timer thread, before fire */
 	sp_ilock_lock(&T.lock);
 	if (!T.started) {
 		int r = timer_start();
@@ -140,7 +144,9 @@ int sp_timer_add(sp_timer *t)
 	}
 	if (T.n == T.cap) {
 		int32_t cap = T.cap ? T.cap * 2 : 64;
+		sp_tsan_ignore_begin(); /* internal memory: see sanitizer_ignore.h */
 		sp_timer **h = realloc(T.heap, (size_t)cap * sizeof *h);
+		sp_tsan_ignore_end();
 		if (!h) {
 			sp_ilock_unlock(&T.lock);
 			return ENOMEM;

@@ -40,6 +40,8 @@
 #include "common.h"
 #include "ctx_internal.h"
 #include "park.h"
+#include "sanitizer.h"
+#include "sanitizer_ignore.h"
 
 enum { W_AWAKE = 0, W_PARKED = 1, W_CLAIMED = 2 };
 
@@ -98,12 +100,21 @@ static bool ring_reserve(void)
 	if (n < pool.cap)
 		return true;
 	uint32_t cap = pool.cap ? pool.cap * 2 : 64;
+	sp_tsan_ignore_begin(); /* internal memory: see sanitizer_ignore.h */
 	sp_work *r = malloc((size_t)cap * sizeof *r);
+	sp_tsan_ignore_end();
 	if (!r)
 		return false;
-	for (uint32_t i = 0; i < n; i++)
-		r[i] = pool.ring[(pool.head + i) % pool.cap];
+	for (uint32_t i = 0; i < n; i++) {
+		sp_work *from = &pool.ring[(pool.head + i) % pool.cap];
+		/* Carry each queued item's release over to its new slot (TSan). */
+		sp_tsan_acquire(from);
+		r[i] = *from;
+		sp_tsan_release(&r[i]);
+	}
+	sp_tsan_ignore_begin();
 	free(pool.ring);
+	sp_tsan_ignore_end();
 	pool.ring = r;
 	pool.cap = cap;
 	pool.head = 0;
@@ -118,6 +129,8 @@ static bool dequeue(sp_work *out)
 {
 	while (qcount() > 0) {
 		*out = pool.ring[pool.head];
+		/* The submitter's effects (sp_workers_submit released on the slot). */
+		sp_tsan_acquire(&pool.ring[pool.head]);
 		pool.head = (pool.head + 1) % pool.cap;
 		pool.taken++;
 		set_qcount(qcount() - 1);
@@ -333,7 +346,14 @@ int sp_workers_submit(const sp_work *w)
 	}
 	uint32_t n = qcount();
 	uint64_t seq = pool.taken + n; /* this item's sequence number */
-	pool.ring[(pool.head + n) % pool.cap] = *w;
+	sp_work *slot = &pool.ring[(pool.head + n) % pool.cap];
+	/*
+	 * What the submitter did happens before run: announced on the slot,
+	 * which stays put until a worker takes the item (a grown ring is a
+	 * new array, taken from its new slots).
+	 */
+	sp_tsan_release(slot);
+	*slot = *w;
 	set_qcount(n + 1);
 	if (pool.nsearching == 0)
 		k = claim_searcher(&spawn);
