@@ -7,7 +7,7 @@
 static sp_mutex mu = SP_MUTEX_INIT;
 static sp_cond cv = SP_COND_INIT;
 static long counter, racy_counter;
-static int ready;
+static int ready, racers_in;
 static long payload;
 
 static void *worker(void *arg)
@@ -17,9 +17,22 @@ static void *worker(void *arg)
 		sp_mutex_lock(&mu);
 		counter++;
 		sp_mutex_unlock(&mu);
-		if (ut_racy && i == 0)
-			racy_counter++; /* outside the lock */
 	}
+	return NULL;
+}
+
+/* racy: two threads that both used the lock write outside it at once */
+static void *racer(void *arg)
+{
+	(void)arg;
+	sp_mutex_lock(&mu);
+	counter++;
+	sp_mutex_unlock(&mu);
+	__atomic_add_fetch(&racers_in, 1, __ATOMIC_RELAXED);
+	ut_wait_flag(&racers_in, 2);
+	racy_counter++; /* outside the lock */
+	__atomic_add_fetch(&racers_in, 1, __ATOMIC_RELAXED);
+	ut_wait_flag(&racers_in, 4);
 	return NULL;
 }
 
@@ -49,5 +62,9 @@ int main(int argc, char **argv)
 	UT_CHECK(payload == 7);
 	sp_mutex_unlock(&mu);
 	ut_join(t, 1);
+	if (ut_racy) {
+		ut_start(t, 2, racer);
+		ut_join(t, 2);
+	}
 	return ut_done("mutex");
 }

@@ -14,7 +14,7 @@ set -u
 STAGE=${1:?usage: run.sh STAGE [OUTDIR]}
 OUT=${2:-$STAGE/user_tsan}
 HERE=$(cd "$(dirname "$0")" && pwd)
-XFAIL=${UT_XFAIL-mutex rwmutex pool}
+XFAIL=${UT_XFAIL-pool}
 CCS=${UT_CC:-gcc clang}
 export PKG_CONFIG_PATH="$STAGE/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 export TSAN_OPTIONS="halt_on_error=0 exitcode=66 atexit_sleep_ms=0 report_signal_unsafe=0"

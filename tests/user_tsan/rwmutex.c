@@ -6,6 +6,7 @@
 #define ITER 2000
 static sp_rwmutex rw = SP_RWMUTEX_INIT;
 static long value, racy_v;
+static int racers_in;
 
 static void *worker(void *arg)
 {
@@ -19,11 +20,23 @@ static void *worker(void *arg)
 			sp_rwmutex_rlock(&rw);
 			volatile long x = value;
 			(void)x;
-			if (ut_racy && i == 1)
-				racy_v++; /* written under a read lock */
 			sp_rwmutex_runlock(&rw);
 		}
 	}
+	return NULL;
+}
+
+/* racy: two readers holding the read lock at once both write */
+static void *racer(void *arg)
+{
+	(void)arg;
+	sp_rwmutex_rlock(&rw);
+	__atomic_add_fetch(&racers_in, 1, __ATOMIC_RELAXED);
+	ut_wait_flag(&racers_in, 2);
+	racy_v++; /* written under a read lock */
+	__atomic_add_fetch(&racers_in, 1, __ATOMIC_RELAXED);
+	ut_wait_flag(&racers_in, 4);
+	sp_rwmutex_runlock(&rw);
 	return NULL;
 }
 
@@ -34,5 +47,9 @@ int main(int argc, char **argv)
 	ut_start(t, NT, worker);
 	ut_join(t, NT);
 	UT_CHECK(value == NT * (ITER / 10));
+	if (ut_racy) {
+		ut_start(t, 2, racer);
+		ut_join(t, 2);
+	}
 	return ut_done("rwmutex");
 }
