@@ -54,7 +54,11 @@ typedef struct sp_once {
  */
 void sp_once_do(sp_once *o, void (*fn)(void *arg), void *arg);
 
-/* The completed fast path, inlined: one acquire load. */
+/*
+ * The completed fast path, inlined: one acquire load.  Under
+ * ThreadSanitizer it is instrumented in the user's program and pairs with
+ * the library's release annotation on state_ made just before "done".
+ */
 static inline void sp_once_do_inline_(sp_once *o, void (*fn)(void *arg), void *arg)
 {
 	if (__builtin_expect(__atomic_load_n(&o->state_, __ATOMIC_ACQUIRE) == SP_ONCE_DONE_, 1))

@@ -67,6 +67,9 @@ void sp_waitgroup_done(sp_waitgroup *wg);
  * with waiters, misuse, a delta outside 32 bits) goes to
  * sp_waitgroup_slow_(), which is private.  `(sp_waitgroup_add)(wg, n)` and
  * `&sp_waitgroup_add` reach the exported functions, which behave the same.
+ * Under ThreadSanitizer this add is compiled in the user's program and so
+ * instrumented: its release on state_ pairs with the library's acquire
+ * annotation on the same word when sp_waitgroup_wait returns.
  */
 void sp_waitgroup_slow_(sp_waitgroup *wg, int64_t delta, uint64_t state);
 
