@@ -167,7 +167,7 @@ static void queue_wake_one(sp_mutex *m)
 
 /* ---------------------------------------------------------------- lock */
 
-static void lock_slow(sp_mutex *m);
+static __attribute__((noinline)) void lock_slow(sp_mutex *m);
 
 /*
  * The sp_tsan_* hooks tell a user's ThreadSanitizer (which cannot see the
@@ -180,7 +180,7 @@ SP_API void sp_mutex_lock(sp_mutex *m)
 	if (SP_UNLIKELY(!atomic_compare_exchange_strong_explicit(state_of(m), &old, LOCKED,
 								 memory_order_acquire, memory_order_relaxed)))
 		lock_slow(m);
-	sp_tsan_acquire(&m->state_);
+	sp_tsan_acquire(&m->state_); /* a tail call, or nothing */
 }
 
 SP_API bool sp_mutex_trylock(sp_mutex *m)
@@ -199,7 +199,7 @@ SP_API bool sp_mutex_trylock(sp_mutex *m)
 	}
 }
 
-static void lock_slow(sp_mutex *m)
+static __attribute__((noinline)) void lock_slow(sp_mutex *m)
 {
 	_Atomic uint32_t *st = state_of(m);
 	const int spin_limit = sp_spin_limit();
@@ -283,17 +283,31 @@ static void lock_slow(sp_mutex *m)
 
 /* ---------------------------------------------------------------- unlock */
 
-static void unlock_slow(sp_mutex *m, uint32_t new);
+static __attribute__((noinline)) void unlock_slow(sp_mutex *m, uint32_t new);
 
-SP_API void sp_mutex_unlock(sp_mutex *m)
+static inline void unlock_impl(sp_mutex *m)
 {
-	sp_tsan_release(&m->state_);
 	uint32_t new = atomic_fetch_sub_explicit(state_of(m), LOCKED, memory_order_release) - LOCKED;
 	if (SP_UNLIKELY(new != 0))
 		unlock_slow(m, new);
 }
 
-static void unlock_slow(sp_mutex *m, uint32_t new)
+/* Out of line, so the release hook costs the fast path no saved registers. */
+static __attribute__((noinline, cold)) void unlock_announced(sp_mutex *m)
+{
+	sp_tsan_release(&m->state_);
+	unlock_impl(m);
+}
+
+SP_API void sp_mutex_unlock(sp_mutex *m)
+{
+	if (SP_UNLIKELY(sp_tsan_active()))
+		unlock_announced(m);
+	else
+		unlock_impl(m);
+}
+
+static __attribute__((noinline)) void unlock_slow(sp_mutex *m, uint32_t new)
 {
 	_Atomic uint32_t *st = state_of(m);
 

@@ -183,7 +183,12 @@ static __attribute__((noinline, cold)) uint32_t self_assign(void)
 {
 	pthread_once(&vr_key_once, vr_key_create);
 	vr_self = VR_NONE;
-	if (vr_key == (pthread_key_t)-1)
+	/*
+	 * A user's ThreadSanitizer cannot see this (uninstrumented) library's
+	 * atomics; the annotations that tell it are on the counter path, so
+	 * its threads take no slot and read through the counter.
+	 */
+	if (vr_key == (pthread_key_t)-1 || (!SP_TSAN && sp_tsan_active()))
 		return VR_NONE;
 	for (uint32_t w = 0; w < VR_LINES / 64; w++) {
 		uint64_t used = atomic_load_explicit(&vr_used[w], memory_order_relaxed);
@@ -357,6 +362,7 @@ static void clear_phantoms_unlocked(sp_rwmutex *rw);
  */
 static __attribute__((noinline)) void runlock_slow(sp_rwmutex *rw)
 {
+	sp_tsan_release(&rw->drain_);
 	_Atomic uint64_t *st = state_of(rw);
 	uint64_t s = atomic_fetch_sub_explicit(st, HOLDER, memory_order_seq_cst);
 	uint64_t n = s - HOLDER;
@@ -379,7 +385,6 @@ static __attribute__((noinline)) void runlock_slow(sp_rwmutex *rw)
 
 SP_API void sp_rwmutex_runlock(sp_rwmutex *rw)
 {
-	sp_tsan_release(&rw->drain_);
 	_Atomic uintptr_t *slot = my_slot(rw);
 	if (SP_LIKELY(slot != NULL) &&
 	    SP_LIKELY(atomic_load_explicit(slot, memory_order_relaxed) == (uintptr_t)rw)) {
@@ -475,12 +480,14 @@ static __attribute__((noinline)) void rlock_slow(sp_rwmutex *rw)
 	if (SP_LIKELY(!(s & WRITER))) {
 		if (!(s & RBIAS) && bias_allowed(rw))
 			bias_enable(rw, s);
+		sp_tsan_acquire(&rw->state_);
 		return;
 	}
 	for (;;) {
 		if (!(s & WRITER)) {
 			/* The writer left: the unit is ours after all; acquire its unlock. */
 			(void)atomic_load_explicit(st, memory_order_acquire);
+			sp_tsan_acquire(&rw->state_);
 			return;
 		}
 		if (atomic_compare_exchange_weak_explicit(st, &s, add_holders(s, -1) + BLOCKED,
@@ -490,37 +497,42 @@ static __attribute__((noinline)) void rlock_slow(sp_rwmutex *rw)
 	wake_writer(rw);
 	/* The writer's unlock turns us into a holder and posts our token. */
 	sema_acquire(rsem_of(rw));
+	sp_tsan_acquire(&rw->state_);
 }
 
-/*
- * The sp_tsan_* hooks tell a user's ThreadSanitizer (which cannot see the
- * atomics of an uninstrumented libsyncpool) what synchronizes with what: a
- * writer's unlock releases on state_, which read and write locks acquire;
- * a read unlock releases on drain_, which only write locks acquire (readers
- * do not synchronize with each other).
- */
 SP_API void sp_rwmutex_rlock(sp_rwmutex *rw)
 {
-	if (SP_UNLIKELY(!fast_rlock(rw)))
-		rlock_slow(rw);
-	sp_tsan_acquire(&rw->state_);
+	if (SP_LIKELY(fast_rlock(rw)))
+		return;
+	rlock_slow(rw);
 }
 
 static __attribute__((noinline)) bool tryrlock_slow(sp_rwmutex *rw)
 {
 	uint64_t s;
-	return counter_tryrlock(rw, &s);
-}
-
-SP_API bool sp_rwmutex_tryrlock(sp_rwmutex *rw)
-{
-	if (SP_UNLIKELY(!fast_rlock(rw)) && !tryrlock_slow(rw))
+	if (!counter_tryrlock(rw, &s))
 		return false;
 	sp_tsan_acquire(&rw->state_);
 	return true;
 }
 
+SP_API bool sp_rwmutex_tryrlock(sp_rwmutex *rw)
+{
+	if (SP_LIKELY(fast_rlock(rw)))
+		return true;
+	return tryrlock_slow(rw);
+}
+
 /* ---------------------------------------------------------------- write lock */
+
+/*
+ * ThreadSanitizer hooks (sp_tsan_*), for a user's TSan build linking this
+ * uninstrumented library: a writer's unlock releases on state_, which read
+ * and write locks acquire; a read unlock releases on drain_, which only
+ * write locks acquire (readers do not synchronize with each other).  Under
+ * a user's TSan every read goes through the counter path (self_assign), where
+ * the read hooks are; the table fast path carries none.
+ */
 
 /*
  * Read locks still held, seen by a writer (WRITER set): holders plus the
