@@ -57,7 +57,8 @@
 #endif
 
 _Static_assert(SP_POOL_MAX_PER_CPU_CAP <= SP_PC_CAP_MAX, "cap fits the state word");
-_Static_assert(offsetof(struct sp_pc_area, stack) == SP_PC_AREA_HDR, "area header");
+_Static_assert(sizeof(struct sp_pc_area) == (1u << SP_PC_AREA_SHIFT) && SP_CACHELINE == 1u << SP_PC_AREA_SHIFT,
+	       "one area header per 128-byte block: the sequences shift by 7");
 _Static_assert(SP_PC_OP - SP_PC_SLOT == 0x10000 && SP_PC_OP - 1 == 0x1ffff &&
 		       SP_PC_OP + SP_PC_SLOT == 0x30000 && SP_PC_OP + 1 == 0x20001,
 	       "the constants in the sequences");
@@ -200,7 +201,8 @@ static int area_op_locked(sp_pool *p, uint32_t idx, bool push, void **obj)
 		}
 		if (p->rseq)
 			sp_pc_fence(idx);
-		int st = push ? sp_pc_push_locked(a, p->pc.cap, *obj) : sp_pc_pop_locked(a, obj);
+		void **stack = sp_pc_stack_at(&p->pc, base, idx);
+		int st = push ? sp_pc_push_locked(a, stack, p->pc.cap, *obj) : sp_pc_pop_locked(a, stack, obj);
 		sp_pc_unlock(a);
 		return st;
 	}
@@ -235,6 +237,26 @@ static inline uint32_t cur_idx(sp_pool *p)
 }
 
 /*
+ * A sequence push answered FULL: true if that is not final - this thread's
+ * area now has an unset header (percpu.h: a fresh header reads as full; set
+ * it here), or room (the thread moved, or a steal emptied it) - and the push
+ * should be tried again.  So a Put drops an object only when the area it
+ * last ran on is full, never because of a fresh header.
+ */
+static bool push_full_retry(sp_pool *p)
+{
+	uint32_t idx = cur_idx(p);
+	char *base = atomic_load_explicit(&p->pc.base, memory_order_acquire);
+	struct sp_pc_area *a = sp_pc_area_at(&p->pc, base, idx);
+	if (atomic_load_explicit(&a->cap, memory_order_acquire) == 0) {
+		sp_pc_header_set(a, sp_pc_stack_at(&p->pc, base, idx), p->pc.cap);
+		return true;
+	}
+	uint64_t w = atomic_load_explicit(&a->state, memory_order_relaxed);
+	return !(w & SP_PC_SLOT) || (w & SP_PC_NMASK) < p->pc.cap;
+}
+
+/*
  * Finishes a pop or push whose sequence returned st: waits out a lock,
  * folds, or takes the locked path, until the answer is OK or EMPTY/FULL.
  * *idx: the area used (for the counters, and where a steal starts).
@@ -245,6 +267,8 @@ static int local_op(sp_pool *p, bool push, void **obj, uint32_t *idx, int st)
 		switch (st) {
 		case SP_PC_OK:
 		case SP_PC_EMPTY:
+			if (st == SP_PC_FULL && push && push_full_retry(p))
+				break;
 			*idx = cur_idx(p);
 			return st;
 		case SP_PC_BUSY:
@@ -304,11 +328,12 @@ static void *steal(sp_pool *p, uint32_t idx)
 		uint64_t w = atomic_load_explicit(&a->state, memory_order_relaxed);
 		uint32_t n = (uint32_t)(w & SP_PC_NMASK);
 		if (n) {
+			void **stack = sp_pc_stack_at(&p->pc, base, j);
 			k = (n + 1) / 2;
 			if (k > STEAL_MAX)
 				k = STEAL_MAX;
 			for (uint32_t m = 0; m < k; m++)
-				buf[m] = a->stack[n - 1 - m];
+				buf[m] = stack[n - 1 - m];
 			atomic_store_explicit(&a->state, w - k, memory_order_relaxed);
 			atomic_store_explicit(&a->removed,
 					      atomic_load_explicit(&a->removed, memory_order_relaxed) + k,
@@ -353,7 +378,7 @@ static void *victim_get(sp_pool *p, uint32_t idx)
 			o = a->slot;
 			w &= ~SP_PC_SLOT;
 		} else if (w & SP_PC_NMASK) {
-			o = a->stack[(w & SP_PC_NMASK) - 1];
+			o = sp_pc_stack_at(&p->pc, v, j)[(w & SP_PC_NMASK) - 1];
 			w -= 1;
 		}
 		if (o) {
@@ -455,15 +480,17 @@ SP_API void sp_pool_put(sp_pool *p, void *obj)
 
 /* ------------------------------------------------------------ cleanup */
 
-/* Empties one area (its lock held by the caller) into p->drain; returns the count. */
-static uint32_t area_drain(sp_pool *p, struct sp_pc_area *a)
+/* Empties area j of the array at base (its lock held by the caller) into p->drain; returns the count. */
+static uint32_t area_drain(sp_pool *p, char *base, uint32_t j)
 {
+	struct sp_pc_area *a = sp_pc_area_at(&p->pc, base, j);
+	void **stack = sp_pc_stack_at(&p->pc, base, j);
 	uint64_t w = atomic_load_explicit(&a->state, memory_order_relaxed);
 	uint32_t n = (uint32_t)(w & SP_PC_NMASK), k = 0;
 	if (w & SP_PC_SLOT)
 		p->drain[k++] = a->slot;
 	for (uint32_t i = 0; i < n; i++)
-		p->drain[k++] = a->stack[i];
+		p->drain[k++] = stack[i];
 	if (k) {
 		atomic_store_explicit(&a->state, w & ~(SP_PC_NMASK | SP_PC_SLOT), memory_order_relaxed);
 		atomic_store_explicit(&a->removed,
@@ -498,7 +525,7 @@ SP_API void sp_pool_cleanup(sp_pool *p)
 		    !(atomic_load(&a->state) & (SP_PC_NMASK | SP_PC_SLOT)))
 			continue; /* free and empty after step 1: no Get can find it */
 		sp_pc_lock(a);
-		uint32_t k = area_drain(p, a);
+		uint32_t k = area_drain(p, v, j);
 		sp_pc_unlock(a);
 		for (uint32_t i = 0; i < k; i++)
 			obj_drop(p, p->drain[i], me);
@@ -549,8 +576,10 @@ SP_API sp_pool *sp_pool_create(const sp_pool_opts *o)
 	}
 	memset(p, 0, sizeof *p);
 	uint32_t ncpu = cfg->ncpu;
-	size_t stride = (SP_PC_AREA_HDR + cap * sizeof(void *) + SP_CACHELINE - 1) & ~(size_t)(SP_CACHELINE - 1);
-	size_t arr_len = stride * ncpu;
+	/* An array: ncpu headers of 128 bytes, then ncpu stacks (percpu.h). */
+	size_t hdr_len = (size_t)ncpu << SP_PC_AREA_SHIFT;
+	size_t stride = (cap * sizeof(void *) + SP_CACHELINE - 1) & ~(size_t)(SP_CACHELINE - 1);
+	size_t arr_len = hdr_len + stride * ncpu;
 	p->map_len = 2 * arr_len + (size_t)SP_CACHELINE * ncpu;
 	p->map = mmap(NULL, p->map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
 		      -1, 0);
@@ -568,7 +597,8 @@ SP_API sp_pool *sp_pool_create(const sp_pool_opts *o)
 	p->stats = p->map + 2 * arr_len;
 
 	atomic_init(&p->pc.base, p->arr[0]);
-	p->pc.stride = stride;
+	p->pc.stack_off = hdr_len;
+	p->pc.stack_stride = stride;
 	p->pc.ncpu = ncpu;
 	p->pc.rseq_ncpu = cfg->mode != SP_PC_LOCKED ? ncpu : 0;
 	p->pc.cap = (uint32_t)cap;
@@ -628,7 +658,7 @@ SP_API void sp_pool_destroy(sp_pool *p)
 			struct sp_pc_area *a = sp_pc_area_at(&p->pc, p->arr[r], j);
 			if (!(atomic_load_explicit(&a->state, memory_order_relaxed) & (SP_PC_NMASK | SP_PC_SLOT)))
 				continue;
-			uint32_t k = area_drain(p, a);
+			uint32_t k = area_drain(p, p->arr[r], j);
 			for (uint32_t i = 0; i < k; i++)
 				obj_drop(p, p->drain[i], me);
 		}

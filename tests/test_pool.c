@@ -501,6 +501,40 @@ START_TEST(test_pool_overflow)
 }
 END_TEST
 
+/*
+ * Every array's area headers start unset (pool/percpu.h): the first stack
+ * push on an area, in each of the two arrays cleanup alternates between,
+ * must keep its object, not take the unset header for a full stack.
+ */
+START_TEST(test_pool_fresh_arrays)
+{
+	atomic_store(&tok_frees, 0);
+	sp_pool_opts o = { .free_fn = tok_free, .per_cpu_cap = 4 };
+	sp_pool *p = sp_pool_create(&o);
+	ck_assert_ptr_nonnull(p);
+	pin_here();
+	for (int cycle = 0; cycle < 4; cycle++) {
+		for (int i = 1; i <= 5; i++)
+			sp_pool_put(p, TOK(0x100 * (cycle + 1) + i));
+		ck_assert_int_eq(atomic_load(&tok_frees), 0);
+		ck_assert_ptr_eq(sp_pool_get(p), TOK(0x100 * (cycle + 1) + 1));
+		for (int i = 5; i >= 2; i--)
+			ck_assert_ptr_eq(sp_pool_get(p), TOK(0x100 * (cycle + 1) + i));
+		sp_pool_cleanup(p); /* the other array becomes the primary */
+	}
+	sp_pool_put(p, TOK(1));
+	sp_pool_put(p, TOK(2));
+	sp_pool_stats st;
+	sp_pool_stats_get(p, &st);
+	ck_assert_uint_eq(st.puts, 22);
+	ck_assert_uint_eq(st.hits_local, 20);
+	ck_assert_uint_eq(st.cached, 2);
+	ck_assert_uint_eq(st.drops, 0);
+	sp_pool_destroy(p);
+	ck_assert_int_eq(atomic_load(&tok_frees), 2);
+}
+END_TEST
+
 static _Atomic long resets;
 static void count_reset(void *obj, void *arg)
 {
@@ -771,6 +805,7 @@ static Suite *pool_suite(void)
 	tc = tcase_create("api");
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_pool_overflow);
+	tcase_add_test(tc, test_pool_fresh_arrays);
 	tcase_add_test(tc, test_pool_reset);
 	tcase_add_test(tc, test_pool_bad_opts);
 	tcase_add_test(tc, test_pool_cleaner);
