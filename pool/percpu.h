@@ -25,11 +25,10 @@
  * Create writes nothing: an index's pages are materialised only when a
  * thread first uses it.
  *
- * The fast path pops and pushes with restartable
- * sequences (rseq, Linux >= 4.18) running on the area glibc registered for
- * the thread (<sys/rseq.h>: __rseq_offset, __rseq_size); we never register
- * one of our own (tcmalloc issue 144: a second registration fails or steals
- * glibc's).  The idea and the discipline are tcmalloc's per-CPU caches
+ * The fast path pops and pushes with restartable sequences (rseq, Linux >=
+ * 4.18) running on the area glibc registered for the thread (<sys/rseq.h>:
+ * __rseq_offset, __rseq_size); we never register one of our own (tcmalloc
+ * issue 144: a second registration fails or steals glibc's).  The idea and the discipline are tcmalloc's per-CPU caches
  * (tcmalloc/internal/percpu_tcmalloc.h, docs/rseq.md).
  *
  * The state word (written only by a commit, or under the area lock):
@@ -126,7 +125,8 @@
 
 /*
  * One CPU's area header.  Written by the threads running on that CPU
- * (commits) and, rarely, by a thread holding the area lock.  Headers are
+ * (commits), rarely by a thread holding the area lock, and once (stack, cap)
+ * by the first push that needs them (see the top of this file).  Headers are
  * SP_CACHELINE (128) bytes apart and the stacks are padded to a multiple of
  * it, so no two CPUs write one line.
  */
