@@ -60,6 +60,9 @@ struct ctx_node {
 	sp_ctx_watch link;          /* this node's entry on parent's list     */
 	sp_ctx_watch *watches;      /* registered watches and child links     */
 	ctx_node *work_next;        /* cancellation work list                 */
+	bool exiting;               /* on the work list for its exit visit    */
+	_Atomic uint32_t settled;   /* 1: n and its whole subtree are done;
+	                               2: not yet, and someone waits for it   */
 	int64_t deadline;           /* effective; INT64_MAX: none             */
 	sp_timer timer;             /* armed iff own deadline < parent's      */
 	bool has_timer;
@@ -319,23 +322,78 @@ static bool cancel_one(ctx_node *n, int err, ctx_node **work)
 	return true;
 }
 
-static void ctx_cancel(ctx_node *root, int err)
+/*
+ * Settling.  A node's err is set before its children's (the work list), so
+ * "n is done" does not yet mean "n's descendants are done".  A cancel or
+ * release that finds n already done while another thread is still
+ * propagating through n's subtree waits until that thread settles n, so that
+ * when sp_ctx_cancel()/sp_ctx_release() returns, every descendant is done -
+ * as in Go, where the canceller holds the parent's lock while it cancels the
+ * children.  The work list visits a node twice (enter: set err and push the
+ * children; exit: settle), so a node settles only after its subtree did.
+ *
+ * Waits only ever go from a canceller to a node below the one it started
+ * from, so they cannot form a cycle - except when a watch fn or AfterFunc
+ * hook, running inside a cancellation, cancels an ancestor that another
+ * thread is propagating through: such nested calls (and the timer thread)
+ * never wait.
+ */
+static _Thread_local int cancel_depth;
+
+static void settle(ctx_node *n)
+{
+	if (atomic_exchange_explicit(&n->settled, 1, memory_order_release) == 2)
+		sp_park_wake_all(&n->settled);
+}
+
+static void wait_settled(ctx_node *n)
+{
+	for (;;) {
+		uint32_t v = atomic_load_explicit(&n->settled, memory_order_acquire);
+		if (v == 1)
+			return;
+		if (v == 0 && !atomic_compare_exchange_weak_explicit(&n->settled, &v, 2, memory_order_acquire,
+								     memory_order_acquire))
+			continue;
+		sp_park_wait(&n->settled, 2, -1);
+	}
+}
+
+static void ctx_cancel(ctx_node *root, int err, bool may_wait)
 {
 	ctx_node *work = NULL;
 	bool disarm_root = false;
 
-	if (!cancel_one(root, err, &work))
+	if (!cancel_one(root, err, &work)) {
+		if (may_wait && cancel_depth == 0)
+			wait_settled(root);
 		return;
+	}
+	cancel_depth++;
 	if (root->has_timer && sp_timer_remove(&root->timer))
 		disarm_root = true;
 	while (work) {
 		ctx_node *n = work;
 		work = n->work_next;
-		cancel_one(n, err, &work);
+		if (!n->exiting) {
+			/* Enter: below its children-to-be, n waits for its exit visit. */
+			n->exiting = true;
+			n->work_next = work;
+			work = n;
+			if (cancel_one(n, err, &work))
+				continue;
+			/* Another canceller has n: it settles n (we are below it). */
+			work = n->work_next;
+			wait_settled(n);
+		} else {
+			settle(n);
+		}
 		if (n->has_timer && sp_timer_remove(&n->timer))
 			node_release(n); /* the heap's reference */
 		node_release(n);         /* the work list's */
 	}
+	settle(root);
+	cancel_depth--;
 	/* Cancelled directly: leave the parent's list (Go's removeChild). */
 	if (root->parent)
 		watch_remove_node(root->parent, &root->link);
@@ -346,7 +404,7 @@ static void ctx_cancel(ctx_node *root, int err)
 static void timer_fired(sp_timer *t)
 {
 	ctx_node *n = sp_container_of(t, ctx_node, timer);
-	ctx_cancel(n, ETIMEDOUT);
+	ctx_cancel(n, ETIMEDOUT, false);
 	node_release(n); /* the heap's reference */
 }
 
@@ -354,7 +412,7 @@ SP_API void sp_ctx_cancel(sp_ctx *c)
 {
 	ctx_node *n = node_of(c);
 	if (n)
-		ctx_cancel(n, ECANCELED);
+		ctx_cancel(n, ECANCELED, true);
 }
 
 /* ------------------------------------------------------------ creation */
@@ -411,12 +469,13 @@ static int ctx_new(sp_ctx *parent, int64_t deadline, bool has_value, const void 
 			/* Never linked: the link stays IDLE, free skips it. */
 			sp_tsan_release(&n->err); /* passes on the parent's canceller */
 			atomic_store_explicit(&n->err, err, memory_order_release);
+			atomic_store_explicit(&n->settled, 1, memory_order_relaxed);
 			*out = &n->owner;
 			return 0;
 		}
 	}
 	if (own_deadline && !arm) {
-		ctx_cancel(n, ETIMEDOUT);
+		ctx_cancel(n, ETIMEDOUT, false);
 	} else if (arm) {
 		node_retain(n); /* the heap's reference */
 		int err = sp_timer_add(&n->timer);
@@ -530,7 +589,7 @@ SP_API void sp_ctx_release(sp_ctx *c)
 	if (n == NULL)
 		return;
 	if (c->kind == H_OWNER)
-		ctx_cancel(n, ECANCELED);
+		ctx_cancel(n, ECANCELED, true);
 	node_release(n);
 }
 

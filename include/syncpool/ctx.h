@@ -95,8 +95,12 @@ int sp_ctx_with_value(sp_ctx *parent, const void *key, void *val, sp_ctx **out);
  * Cancels c: c and all its descendants become done with ECANCELED (those
  * already done keep their error); never touches the parent.  Runs, on the
  * calling thread, every after_func fn registered on them and wakes every
- * syncpool wait on them.  Idempotent; NULL/background: no-op.  Does not
- * block (the fns it runs must not either).
+ * syncpool wait on them.  Idempotent; NULL/background: no-op.  When it
+ * returns, c and every descendant are done - also when another thread (an
+ * ancestor's canceller, the timer) was already cancelling them: then it
+ * waits, briefly, for that thread to finish the subtree.  Otherwise it does
+ * not block (the fns it runs must not either).  Called from inside an
+ * after_func fn it does not wait for another thread's cancellation.
  */
 void sp_ctx_cancel(sp_ctx *c);
 
