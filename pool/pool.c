@@ -43,6 +43,8 @@
 
 #include "park.h"
 #include "percpu.h"
+#include "sanitizer.h"
+#include "sanitizer_ignore.h"
 
 #include <errno.h>
 #include <jemalloc/jemalloc.h>
@@ -51,10 +53,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-
-#if SP_ASAN
-#include <sanitizer/asan_interface.h>
-#endif
 
 _Static_assert(SP_POOL_MAX_PER_CPU_CAP <= SP_PC_CAP_MAX, "cap fits the state word");
 _Static_assert(sizeof(struct sp_pc_area) == (1u << SP_PC_AREA_SHIFT) && SP_CACHELINE == 1u << SP_PC_AREA_SHIFT,
@@ -83,7 +81,10 @@ struct sp_pool {
 	/* Line 0: read by every Get and Put; written only by cleanup (pc.base). */
 	struct sp_pc pc;
 	bool rseq;        /* the sequences run (else: locked mode)               */
-	bool jemalloc;    /* the pool allocates                                  */
+	bool jemalloc;    /* the pool allocates (jemalloc, or malloc: use_malloc) */
+	bool hooks;       /* a sanitizer runtime is in the process (see below)   */
+	bool put_extra;   /* hooks or reset_fn: Put takes put_extra()            */
+	bool use_malloc;  /* the pool allocates with malloc: ThreadSanitizer     */
 	int mflags;       /* mallocx flags: the pool's arena, no thread cache    */
 	size_t size;
 	void *(*new_fn)(void *);
@@ -120,31 +121,36 @@ static inline struct cpu_stats *cpu_stats(sp_pool *p, uint32_t idx)
 #define STAT_ADD(p, idx, field, n) \
 	atomic_fetch_add_explicit(&cpu_stats(p, idx)->field, (n), memory_order_relaxed)
 
-static inline void obj_poison(const sp_pool *p, void *obj)
+/*
+ * Sanitizers in the process (the library's own build, or only the user's
+ * program: sanitizer.h's weak hooks).  p->hooks is decided at create; the
+ * Get fast path tests it once, Put goes through put_extra().
+ *
+ * ThreadSanitizer: the pool's handoff goes through per-CPU areas TSan cannot
+ * see (restartable sequences, uninstrumented code), so a Put announces a
+ * release on the object before the object enters the cache, and whatever
+ * takes it out - a Get from any source (slot, stack, steal, victim), or a
+ * drop (free_fn / free) - an acquire on it after.  Both stay outside the
+ * sequences.  AddressSanitizer: a cached object's first size bytes are
+ * poisoned from before it enters the cache until it is taken out.
+ */
+static inline void obj_got(const sp_pool *p, void *obj)
 {
-#if SP_ASAN
-	if (p->size)
-		ASAN_POISON_MEMORY_REGION(obj, p->size);
-#else
-	(void)p;
-	(void)obj;
-#endif
+	sp_asan_unpoison(obj, p->size);
+	sp_tsan_acquire(obj);
 }
 
-static inline void obj_unpoison(const sp_pool *p, void *obj)
+static inline void obj_caching(const sp_pool *p, void *obj)
 {
-#if SP_ASAN
-	if (p->size)
-		ASAN_UNPOISON_MEMORY_REGION(obj, p->size);
-#else
-	(void)p;
-	(void)obj;
-#endif
+	sp_tsan_release(obj);
+	sp_asan_poison(obj, p->size); /* before it is published: another thread may get it */
 }
 
 /*
- * Under ThreadSanitizer the built-in allocator is malloc: TSan follows
- * malloc/free but not jemalloc's internal reuse of memory between threads.
+ * Under ThreadSanitizer (ours or the user's) the built-in allocator is
+ * malloc: TSan follows malloc/free but not jemalloc's internal reuse of
+ * memory between threads, and would report the new owner's writes as racing
+ * with the previous owner's.
  */
 static void *obj_alloc(sp_pool *p, uint32_t idx)
 {
@@ -152,11 +158,7 @@ static void *obj_alloc(sp_pool *p, uint32_t idx)
 	STAT_ADD(p, idx, news, 1);
 	if (p->new_fn)
 		return p->new_fn(p->arg);
-#if SP_TSAN
-	o = malloc(p->size);
-#else
-	o = mallocx(p->size, p->mflags);
-#endif
+	o = p->use_malloc ? malloc(p->size) : mallocx(p->size, p->mflags);
 	if (o)
 		STAT_ADD(p, idx, allocs, 1);
 	return o;
@@ -164,18 +166,18 @@ static void *obj_alloc(sp_pool *p, uint32_t idx)
 
 static void obj_drop(sp_pool *p, void *o, uint32_t idx)
 {
-	obj_unpoison(p, o);
+	if (p->hooks)
+		obj_got(p, o); /* free_fn / free see the last putter's writes */
 	STAT_ADD(p, idx, drops, 1);
 	if (p->free_fn) {
 		p->free_fn(o, p->arg);
 		return;
 	}
 	STAT_ADD(p, idx, frees, 1);
-#if SP_TSAN
-	free(o);
-#else
-	sdallocx(o, p->size, MALLOCX_TCACHE_NONE);
-#endif
+	if (p->use_malloc)
+		free(o);
+	else
+		sdallocx(o, p->size, MALLOCX_TCACHE_NONE);
 }
 
 /* ------------------------------------------------------------ this CPU's area */
@@ -401,7 +403,8 @@ static __attribute__((noinline)) void *get_slow(sp_pool *p, int st)
 	uint32_t idx = 0;
 	st = local_op(p, false, &obj, &idx, st);
 	if (st == SP_PC_OK) {
-		obj_unpoison(p, obj);
+		if (p->hooks)
+			obj_got(p, obj);
 		return obj;
 	}
 	if ((obj = steal(p, idx))) {
@@ -415,7 +418,8 @@ static __attribute__((noinline)) void *get_slow(sp_pool *p, int st)
 		}
 		return obj_alloc(p, idx);
 	}
-	obj_unpoison(p, obj);
+	if (p->hooks)
+		obj_got(p, obj);
 	return obj;
 }
 
@@ -425,7 +429,8 @@ SP_API void *sp_pool_get(sp_pool *p)
 	void *obj;
 	int st = sp_pc_rseq_pop(&p->pc, &obj);
 	if (SP_LIKELY(st == SP_PC_OK)) {
-		obj_unpoison(p, obj);
+		if (SP_UNLIKELY(p->hooks))
+			obj_got(p, obj);
 		return obj;
 	}
 	return get_slow(p, st);
@@ -448,8 +453,6 @@ static __attribute__((noinline)) void put_slow(sp_pool *p, void *obj, int st)
 
 static inline __attribute__((always_inline)) void put_fast(sp_pool *p, void *obj)
 {
-	/* Poisoned before it is published: once committed another thread may get it. */
-	obj_poison(p, obj);
 #if SP_PC_HAVE_RSEQ
 	int st = sp_pc_rseq_push(&p->pc, obj);
 	if (SP_LIKELY(st == SP_PC_OK))
@@ -460,10 +463,13 @@ static inline __attribute__((always_inline)) void put_fast(sp_pool *p, void *obj
 #endif
 }
 
-/* Out of line, so that a pool without reset_fn pays no call frame. */
-static __attribute__((noinline)) void put_reset(sp_pool *p, void *obj)
+/* reset_fn and the sanitizer hooks: out of line, so that a pool with neither pays no call frame. */
+static __attribute__((noinline)) void put_extra(sp_pool *p, void *obj)
 {
-	p->reset_fn(obj, p->arg);
+	if (p->reset_fn)
+		p->reset_fn(obj, p->arg);
+	if (p->hooks)
+		obj_caching(p, obj);
 	put_fast(p, obj);
 }
 
@@ -471,8 +477,8 @@ SP_API void sp_pool_put(sp_pool *p, void *obj)
 {
 	if (SP_UNLIKELY(!obj))
 		return;
-	if (SP_UNLIKELY(p->reset_fn != NULL)) {
-		put_reset(p, obj);
+	if (SP_UNLIKELY(p->put_extra)) {
+		put_extra(p, obj);
 		return;
 	}
 	put_fast(p, obj);
@@ -569,12 +575,18 @@ SP_API sp_pool *sp_pool_create(const sp_pool_opts *o)
 	}
 	const struct sp_pc_config *cfg = sp_pc_init();
 
+	/* The pool's own memory: out of a user's ThreadSanitizer's sight (sanitizer_ignore.h). */
+	sp_tsan_ignore_begin();
 	sp_pool *p = aligned_alloc(SP_CACHELINE, sizeof *p);
+	if (p) {
+		memset(p, 0, sizeof *p);
+		p->drain = malloc((cap + 1) * sizeof(void *));
+	}
+	sp_tsan_ignore_end();
 	if (!p) {
 		errno = ENOMEM;
 		return NULL;
 	}
-	memset(p, 0, sizeof *p);
 	uint32_t ncpu = cfg->ncpu;
 	/* An array: ncpu headers of 128 bytes, then ncpu stacks (percpu.h). */
 	size_t hdr_len = (size_t)ncpu << SP_PC_AREA_SHIFT;
@@ -583,12 +595,13 @@ SP_API sp_pool *sp_pool_create(const sp_pool_opts *o)
 	p->map_len = 2 * arr_len + (size_t)SP_CACHELINE * ncpu;
 	p->map = mmap(NULL, p->map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
 		      -1, 0);
-	p->drain = malloc((cap + 1) * sizeof(void *));
 	if (p->map == MAP_FAILED || !p->drain) {
 		if (p->map != MAP_FAILED)
 			munmap(p->map, p->map_len);
+		sp_tsan_ignore_begin();
 		free(p->drain);
 		free(p);
+		sp_tsan_ignore_end();
 		errno = ENOMEM;
 		return NULL;
 	}
@@ -606,6 +619,9 @@ SP_API sp_pool *sp_pool_create(const sp_pool_opts *o)
 	p->pc.idx_off = cfg->idx_off;
 	p->rseq = cfg->mode != SP_PC_LOCKED;
 	p->jemalloc = jem;
+	p->use_malloc = jem && sp_tsan_active();
+	p->hooks = sp_tsan_active() || (sp_asan_active() && o->size > 0);
+	p->put_extra = p->hooks || o->reset_fn != NULL;
 	p->size = o->size;
 	p->new_fn = o->new_fn;
 	p->free_fn = o->free_fn;
@@ -616,8 +632,7 @@ SP_API sp_pool *sp_pool_create(const sp_pool_opts *o)
 	atomic_init(&p->victim_empty, 1); /* the first victim is empty */
 	pthread_mutex_init(&p->cleanup_mu, NULL);
 
-#if !SP_TSAN
-	if (jem) {
+	if (jem && !p->use_malloc) {
 		/* An arena of its own, no thread cache: cleanup can purge it. */
 		unsigned ind;
 		size_t sz = sizeof ind;
@@ -628,7 +643,6 @@ SP_API sp_pool *sp_pool_create(const sp_pool_opts *o)
 			p->mflags |= MALLOCX_ARENA(ind);
 		}
 	}
-#endif
 
 	pthread_mutex_lock(&reg_mu);
 	p->reg_next = reg_head;
@@ -671,8 +685,10 @@ SP_API void sp_pool_destroy(sp_pool *p)
 	}
 	pthread_mutex_destroy(&p->cleanup_mu);
 	munmap(p->map, p->map_len);
+	sp_tsan_ignore_begin();
 	free(p->drain);
 	free(p);
+	sp_tsan_ignore_end();
 }
 
 /* ------------------------------------------------------------ stats */

@@ -8,13 +8,13 @@
 # Each program must run with no ThreadSanitizer report and exit 0; run with
 # "racy" it must be reported (the annotations must not hide real races).
 #
-# Programs listed in $UT_XFAIL (default below) are skipped with a message:
-# their module is not annotated yet.  UT_XFAIL= (empty) runs them all.
+# Programs listed in $UT_XFAIL (default: none) are skipped with a message:
+# their module is not annotated yet.
 set -u
 STAGE=${1:?usage: run.sh STAGE [OUTDIR]}
 OUT=${2:-$STAGE/user_tsan}
 HERE=$(cd "$(dirname "$0")" && pwd)
-XFAIL=${UT_XFAIL-pool}
+XFAIL=${UT_XFAIL-}
 CCS=${UT_CC:-gcc clang}
 export PKG_CONFIG_PATH="$STAGE/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 export TSAN_OPTIONS="halt_on_error=0 exitcode=66 atexit_sleep_ms=0 report_signal_unsafe=0"
