@@ -15,7 +15,8 @@
  * the middle of an operation restarts it): Get and Put take no lock and
  * execute no atomic read-modify-write.  Where rseq is not registered
  * (GLIBC_TUNABLES=glibc.pthread.rseq=0, valgrind, other architectures, and
- * always under ThreadSanitizer) the same areas are used under a per-CPU lock.
+ * a library built with ThreadSanitizer) the same areas are used under a
+ * per-CPU lock.
  *
  * Cleanup (Go's GC hook): one cycle drops (free_fn) the victim cache and
  * moves the primary cache into the victim, so an object survives exactly one
@@ -23,7 +24,15 @@
  * with Get and Put from any thread.
  *
  * Synchronization: a Put of an object happens before the Get that returns
- * it, so the getter sees everything the putter wrote to the object.
+ * it (and before free_fn when the pool drops it), so the getter sees
+ * everything the putter wrote to the object.
+ *
+ * Sanitizers in the user's program (the installed library is not built with
+ * them): ThreadSanitizer is told of that happens-before, so plain data handed
+ * through a pool object is not reported; with a TSan runtime in the process
+ * the built-in allocator uses malloc/free instead of jemalloc (TSan cannot
+ * follow jemalloc's reuse of memory).  AddressSanitizer: the first size
+ * bytes of a cached object are poisoned, so a use after Put is reported.
  */
 #ifndef SYNCPOOL_POOL_H
 #define SYNCPOOL_POOL_H
@@ -57,7 +66,7 @@ typedef struct sp_pool_opts {
  * uses an arena of its own so that cleanup gives memory back to the OS) and
  * go back to it (sdallocx) - or the user does: free_fn set, new_fn optional
  * (NULL: Get returns NULL on a miss), size then only tells AddressSanitizer
- * how many bytes of a cached object to poison.  reset_fn is optional in both.
+ * how many bytes of a cached object to poison (0: none).  reset_fn is optional in both.
  * per_cpu_cap: 0 means SP_POOL_DEFAULT_PER_CPU_CAP; at most
  * SP_POOL_MAX_PER_CPU_CAP.  Returns NULL with errno EINVAL for anything else
  * (NULL opts included), ENOMEM when out of memory.  Does not block.
@@ -71,8 +80,12 @@ sp_pool *sp_pool_create(const sp_pool_opts *opts);
 /*
  * Drops (free_fn / sdallocx) every cached object and frees the pool.  No
  * other call on p may be running or follow.  Objects still out (got, not put
- * back) stay valid: the caller frees them (free_fn's way, or free() for a
- * jemalloc pool); a jemalloc pool's arena is destroyed only if none is out.
+ * back) are no longer the pool's: with free_fn the caller frees them
+ * free_fn's way.  With the built-in allocator, put every object back before
+ * destroy: one still out stays valid memory (the pool's jemalloc arena is
+ * then only purged, not destroyed) but nothing can free it any more - it is
+ * leaked, with the arena.  Never pass such an object to free(): it is not
+ * malloc's (glibc's free aborts or corrupts the heap).
  * Waits for a cleanup of this pool in progress on the cleaner thread.
  */
 void sp_pool_destroy(sp_pool *p);
