@@ -768,6 +768,62 @@ START_TEST(test_pool_rss)
 }
 END_TEST
 
+/*
+ * Destroy with objects still out (pool.h): the cached ones are dropped, the
+ * ones out stay valid memory (the built-in pool's arena is kept); with
+ * free_fn the caller frees them.
+ */
+static _Atomic int out_frees;
+static void *out_new(void *arg)
+{
+	(void)arg;
+	return calloc(1, 64);
+}
+static void out_free(void *o, void *arg)
+{
+	(void)arg;
+	atomic_fetch_add(&out_frees, 1);
+	free(o);
+}
+
+START_TEST(test_pool_destroy_with_objects_out)
+{
+	enum { N = 64, SZ = 256 };
+	static char *x[N];
+	for (int round = 0; round < 3; round++) {
+		sp_pool_opts o = { .size = SZ };
+		sp_pool *p = sp_pool_create(&o);
+		ck_assert_ptr_nonnull(p);
+		for (int i = 0; i < N; i++) {
+			x[i] = sp_pool_get(p);
+			ck_assert_ptr_nonnull(x[i]);
+			memset(x[i], i, SZ);
+		}
+		for (int i = 0; i < N / 2; i++)
+			sp_pool_put(p, x[i]);
+		sp_pool_cleanup(p); /* some in the victim, some in the primary */
+		sp_pool_destroy(p);
+		for (int i = N / 2; i < N; i++) { /* still usable */
+			ck_assert_int_eq(x[i][SZ - 1], (char)i);
+			memset(x[i], 0xa5, SZ);
+		}
+	}
+
+	sp_pool_opts u = { .new_fn = out_new, .free_fn = out_free };
+	sp_pool *p = sp_pool_create(&u);
+	ck_assert_ptr_nonnull(p);
+	for (int i = 0; i < N; i++)
+		x[i] = sp_pool_get(p);
+	for (int i = 0; i < N / 2; i++)
+		sp_pool_put(p, x[i]);
+	atomic_store(&out_frees, 0);
+	sp_pool_destroy(p);
+	ck_assert_int_eq(atomic_load(&out_frees), N / 2); /* only the cached ones */
+	for (int i = N / 2; i < N; i++)
+		out_free(x[i], NULL);
+}
+END_TEST
+
 #if SP_ASAN
 /* A use after Put is reported: ASan exits 1 (abort_on_error=0). */
 START_TEST(test_pool_asan_use_after_put)
@@ -812,6 +868,7 @@ static Suite *pool_suite(void)
 	tcase_add_test(tc, test_pool_cleanup_all);
 	tcase_add_test(tc, test_pool_stats);
 	tcase_add_test(tc, test_pool_rss);
+	tcase_add_test(tc, test_pool_destroy_with_objects_out);
 #if SP_ASAN
 	tcase_add_exit_test(tc, test_pool_asan_use_after_put, 1);
 #endif
