@@ -15,8 +15,8 @@
  * the middle of an operation restarts it): Get and Put take no lock and
  * execute no atomic read-modify-write.  Where rseq is not registered
  * (GLIBC_TUNABLES=glibc.pthread.rseq=0, valgrind, other architectures, and
- * a library built with ThreadSanitizer) the same areas are used under a
- * per-CPU lock.
+ * in a process with a ThreadSanitizer runtime, or an AddressSanitizer one
+ * for a pool with size > 0) the same areas are used under a per-CPU lock.
  *
  * Cleanup (Go's GC hook): one cycle drops (free_fn) the victim cache and
  * moves the primary cache into the victim, so an object survives exactly one
