@@ -199,11 +199,13 @@ install-check: lib
 	 if [ -n "$$bad" ]; then echo "exported without sp_: $$bad"; exit 1; fi
 	@echo "install-check: ok"
 
-# User programs built with -fsanitize=thread against the staged install
-# (shared and static, gcc and clang): nothing reported through our
-# primitives, deliberate races next to them still reported.
+# User programs built with -fsanitize=thread or address against the staged
+# install (shared and static, gcc and clang): nothing reported through our
+# primitives, deliberate races next to them still reported, and a use of a
+# pool object after Put reported by the user's ASan.
 user-sanitizer-check: install-check
 	sh tests/user_tsan/run.sh $(CURDIR)/$(BUILD)/stage $(CURDIR)/$(BUILD)/user_tsan
+	sh tests/user_asan/run.sh $(CURDIR)/$(BUILD)/stage $(CURDIR)/$(BUILD)/user_asan
 
 # ---------------------------------------------------------------- deps
 
