@@ -82,10 +82,12 @@ static inline void sp_waitgroup_add_inline_(sp_waitgroup *wg, int64_t delta)
 	uint64_t d = (uint64_t)delta << 32;
 	uint64_t s = __atomic_add_fetch(&wg->state_, d, __ATOMIC_ACQ_REL);
 	/*
-	 * Done unless the counter is now <= 0 (zero, negative, or wrapped past
-	 * INT32_MAX) or someone waits (bit 0).
+	 * Done unless the counter is now negative (below zero, or wrapped past
+	 * INT32_MAX: the true value lies in [INT32_MIN, 2 * INT32_MAX], so it
+	 * reads as zero only when it is zero) or someone waits (bit 0).  A
+	 * counter reaching zero with nobody waiting has nothing to do.
 	 */
-	if (__builtin_expect((int32_t)(uint32_t)(s >> 32) <= 0 || (s & 1), 0))
+	if (__builtin_expect((int32_t)(uint32_t)(s >> 32) < 0 || (s & 1), 0))
 		sp_waitgroup_slow_(wg, delta, s);
 }
 #define sp_waitgroup_add(wg, delta) sp_waitgroup_add_inline_((wg), (delta))
