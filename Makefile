@@ -69,7 +69,7 @@ SHARED := $(BUILD)/libsyncpool.so.$(VERSION)
 all: lib
 lib: $(STATIC) $(BUILD)/libsyncpool.so
 
-$(BUILD)/obj/%.o: %.c $(HEADERS) $(INT_HDRS) tests/sptest.h bench/spbench.h Makefile
+$(BUILD)/obj/%.o: %.c $(HEADERS) $(INT_HDRS) tests/sptest.h bench/spbench.h bench/fairness.h Makefile
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS_ALL) -Isync -Ipool -Itests -Ibench $(CFLAGS_ALL) -c $< -o $@
 
