@@ -300,8 +300,15 @@ static bool cancel_one(ctx_node *n, int err, ctx_node **work)
 		next = w->next;
 		if (w->fn == child_link) {
 			ctx_node *ch = sp_container_of(w, ctx_node, link);
+			/*
+			 * Take the reference before marking the link DONE: a
+			 * child whose last release sees DONE frees itself
+			 * without this lock, so after the store ch may only be
+			 * touched through a reference already held.
+			 */
+			bool live = node_retain_live(ch);
 			atomic_store_explicit(&w->state, SP_WATCH_DONE, memory_order_release);
-			if (node_retain_live(ch)) {
+			if (live) {
 				ch->work_next = *work;
 				*work = ch;
 			}
@@ -363,13 +370,18 @@ static void ctx_cancel(ctx_node *root, int err, bool may_wait)
 {
 	ctx_node *work = NULL;
 	bool disarm_root = false;
+	/*
+	 * Only the outermost cancellation on this thread ever waits: the root's
+	 * own hooks run inside cancel_one(root), so the depth is raised first.
+	 */
+	bool outer = cancel_depth++ == 0;
 
 	if (!cancel_one(root, err, &work)) {
-		if (may_wait && cancel_depth == 0)
+		cancel_depth--;
+		if (may_wait && outer)
 			wait_settled(root);
 		return;
 	}
-	cancel_depth++;
 	if (root->has_timer && sp_timer_remove(&root->timer))
 		disarm_root = true;
 	while (work) {
@@ -384,7 +396,8 @@ static void ctx_cancel(ctx_node *root, int err, bool may_wait)
 				continue;
 			/* Another canceller has n: it settles n (we are below it). */
 			work = n->work_next;
-			wait_settled(n);
+			if (outer)
+				wait_settled(n);
 		} else {
 			settle(n);
 		}

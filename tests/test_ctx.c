@@ -552,6 +552,52 @@ START_TEST(test_concurrent_tree)
 }
 END_TEST
 
+/*
+ * A hook that cancels an ancestor of its own context, from inside the
+ * cancellation that runs it (direct cancel, creator's release, and the
+ * timer thread): the nested cancel must not wait for the outer one, or the
+ * thread deadlocks (and, on the timer thread, no deadline fires again).
+ */
+static void hook_cancel_ctx(void *arg)
+{
+	sp_ctx_cancel(arg);
+}
+
+START_TEST(test_hook_cancels_ancestor)
+{
+	for (int mode = 0; mode < 3; mode++) {
+		sp_ctx *p, *c;
+		ck_assert_int_eq(sp_ctx_with_cancel(NULL, &p), 0);
+		if (mode == 2)
+			ck_assert_int_eq(sp_ctx_with_timeout(p, SPTEST_MS(5), &c), 0);
+		else
+			ck_assert_int_eq(sp_ctx_with_cancel(p, &c), 0);
+		sp_ctx_hook *h = sp_ctx_after_func(c, hook_cancel_ctx, p);
+		ck_assert_ptr_nonnull(h);
+		if (mode == 0) {
+			sp_ctx_cancel(c);
+		} else if (mode == 1) {
+			sp_ctx *keep = sp_ctx_retain(c);
+			sp_ctx_release(c); /* the creator's release cancels c */
+			c = keep;
+		} else {
+			ck_assert(sp_ctx_wait(p, SPTEST_S(5)));
+		}
+		ck_assert(!sp_ctx_hook_stop(h)); /* fn ran */
+		ck_assert_int_eq(sp_ctx_err(p), ECANCELED);
+		ck_assert_int_ne(sp_ctx_err(c), 0);
+		sp_ctx_release(c);
+		sp_ctx_release(p);
+	}
+	/* The timer thread still serves deadlines afterwards. */
+	sp_ctx *t;
+	ck_assert_int_eq(sp_ctx_with_timeout(NULL, SPTEST_MS(5), &t), 0);
+	ck_assert(sp_ctx_wait(t, SPTEST_S(5)));
+	ck_assert_int_eq(sp_ctx_err(t), ETIMEDOUT);
+	sp_ctx_release(t);
+}
+END_TEST
+
 /* Waiters on one context from many threads all wake on one cancel. */
 static void *ctx_waiter(void *arg)
 {
@@ -604,6 +650,7 @@ static Suite *ctx_suite(void)
 	tcase_add_test(tc, test_after_func_links);
 	tcase_add_test(tc, test_watch_remove_waits);
 	tcase_add_test(tc, test_concurrent_tree);
+	tcase_add_test(tc, test_hook_cancels_ancestor);
 	tcase_add_test(tc, test_many_waiters);
 	suite_add_tcase(s, tc);
 	return s;
