@@ -283,6 +283,16 @@ static int abandon(sp_sema *s, sema_waiter *w, int err)
 	return err;
 }
 
+/* Weight obtained without a registered watch: a ctx made done before the
+ * release that freed it (hb via the acquire on state) must still win. */
+static int recheck(sp_sema *s, int64_t n, sp_ctx *ctx)
+{
+	int err = ctx ? sp_ctx_err(ctx) : 0;
+	if (SP_UNLIKELY(err))
+		sp_sema_release(s, n);
+	return err;
+}
+
 static int acquire_slow(sp_sema *s, int64_t n, sp_ctx *ctx)
 {
 	sema_waiter w = { .n = n };
@@ -290,7 +300,7 @@ static int acquire_slow(sp_sema *s, int64_t n, sp_ctx *ctx)
 	sp_ilock_lock(qlock(s));
 	if (try_fast(s, n)) {
 		sp_ilock_unlock(qlock(s));
-		return 0;
+		return recheck(s, n, ctx);
 	}
 	if (s->head_ == NULL)
 		atomic_fetch_or_explicit(state(s), WAITERS, memory_order_relaxed);
@@ -303,7 +313,7 @@ static int acquire_slow(sp_sema *s, int64_t n, sp_ctx *ctx)
 	signal(g, ahead);
 	if (atomic_load_explicit(&w.word, memory_order_acquire) & W_GRANTED) {
 		sp_tsan_acquire(&s->state_); /* the releases that freed our weight */
-		return 0;
+		return recheck(s, n, ctx);
 	}
 
 	int err = sp_ctx_watch_add(ctx, &w.watch, on_ctx_done);
@@ -328,6 +338,6 @@ SP_API int sp_sema_acquire(sp_sema *s, int64_t n, sp_ctx *ctx)
 			return err;
 	}
 	if (SP_LIKELY(try_fast(s, n)))
-		return 0;
+		return recheck(s, n, ctx);
 	return acquire_slow(s, n, ctx);
 }

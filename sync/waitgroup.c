@@ -15,8 +15,9 @@
  * counter still positive, then sleeps while the low half still holds
  * (generation, W): it returns when the generation moves.  Because the
  * generation lives in the same word as the counter, a waiter cannot register
- * against one round and be woken (or not) by another - unlike Go's separate
- * semaphore, reuse before every old Wait has returned is harmless here.
+ * against one round and be woken (or not) by another.  Go's rule still
+ * holds: a new round's add must not race the release of the old one (between
+ * the decrement that reached zero and its release CAS), which is fatal.
  *
  * The release CAS can only fail if the word changed between the fetch_add
  * that reached zero and the CAS: a concurrent add starting a new round while
@@ -85,7 +86,12 @@ SP_API void sp_waitgroup_slow_(sp_waitgroup *wg, int64_t delta, uint64_t s)
 		sp_fatal("waitgroup", "counter overflow");
 	if ((s & WG_WAITERS) && delta > 0 && v == delta)
 		sp_fatal("waitgroup", "add called concurrently with wait");
-	if (v == 0 && (s & WG_WAITERS))
+	/*
+	 * Only the decrement that reached zero releases the round; an add(0)
+	 * that merely sees zero with waiters (before that decrement's release
+	 * CAS) must not race it.
+	 */
+	if (v == 0 && delta < 0 && (s & WG_WAITERS))
 		wg_release(wg, s);
 }
 
