@@ -14,8 +14,10 @@
  *
  * The state word (64 bits):
  *
- *	bits  0..28  blocked   readers sleeping on rsem until the writer leaves
- *	bit  29      CLEARING  a writer is clearing phantom slots (see below)
+ *	bits  0..26  blocked   readers sleeping on rsem until the writer leaves
+ *	bit  27      PENDING   a phantom cleanup was asked for while SCAN was held
+ *	bit  28      SCAN      one thread scans the table (bias off meanwhile)
+ *	bit  29      CLEARING  a writer or scanner is clearing phantom slots
  *	bit  30      RBIAS     readers may use the table
  *	bit  31      WRITER    a writer holds the lock or waits for readers to leave
  *	bits 32..63  holders   signed: read locks held through the counter,
@@ -24,12 +26,14 @@
  * holders is the top half so that readers can move it with one atomic add
  * (a borrow or carry leaves the word at bit 63 and disturbs nothing).
  *
- * RBIAS and WRITER are never both set: a writer sets WRITER and clears RBIAS
- * in one CAS, and RBIAS is only set by a CAS that finds WRITER clear.  So a
- * reader that still sees RBIAS after publishing its slot is visible to every
- * later writer (the slot CAS, the re-check, the writer's CAS and its scan are
- * all seq_cst), and a writer, once its CAS is done, only has to wait for
- * readers already in: nobody enters the table or the counter until it leaves.
+ * RBIAS is never set together with WRITER or SCAN: a writer (a scanner)
+ * sets WRITER (SCAN) and clears RBIAS in one CAS, and RBIAS is only set by a
+ * CAS that finds WRITER and SCAN clear (or by the scanner's own CAS that
+ * clears SCAN, finding WRITER clear).  So a reader that still sees RBIAS
+ * after publishing its slot is visible to every later writer or scanner (the
+ * slot CAS, the re-check, the writer's CAS and its scan are all seq_cst),
+ * and a writer, once its CAS is done, only has to wait for readers already
+ * in: nobody enters the table or the counter until it leaves.
  *
  * Tokens.  Every read lock held is one token: a `holders` unit or a table
  * slot holding the lock's address, so at any moment
@@ -43,10 +47,29 @@
  * then a "phantom", counted by the negative `holders`.  The sum stays exact.
  * A revoking writer waits for the sum to reach zero, then clears the
  * phantoms and adds them back to `holders`; so does the unlock that leaves
- * the lock idle while holders < 0 (clear_phantoms_unlocked), so that an
- * unlocked rwmutex has nothing in the table and its memory may be reused.  (A thread holding read locks on
- * two rwmutexes whose slots collide, or the same rwmutex twice, simply takes
- * the second through the counter.)
+ * the lock idle while holders < 0 (request_cleanup), so that an unlocked
+ * rwmutex has nothing in the table and its memory may be reused.  (A thread
+ * holding read locks on two rwmutexes whose slots collide, or the same
+ * rwmutex twice, simply takes the second through the counter.)
+ *
+ * Cleanup without a writer.  Phantoms may only be cleared while no read lock
+ * is held (an owner's unlock is a plain load and store of its slot, which a
+ * concurrent clear would make count twice), so the cleaner must keep new
+ * readers out meanwhile - but it is no writer: it sets SCAN, not WRITER.
+ * SCAN clears RBIAS and stops readers from entering through the counter, but
+ * they (and tryrlock) wait for the scan to end instead of failing or
+ * sleeping: a scan never blocks, it is a few loads and CASes per thread
+ * number in use.  SCAN is exclusive and is never taken while WRITER is set;
+ * a writer that arrives during a scan waits for it to end.  Cleanup is
+ * sticky: every thread that lowers the sum of tokens (runlock, a reader
+ * backing out of a slot or of a speculative counter unit) and then sees
+ * holders < 0 asks for it: if no one scans it scans itself, else it sets
+ * PENDING in the same CAS, and the scanner, whose exit CAS sees PENDING,
+ * scans again.  So the release that leaves the lock idle is always followed
+ * by a scan that sees it idle (the store of a plain-store unlock reaches the
+ * scanner within a few hundred ns: it looks again a few times).  A write
+ * trylock probes the table the same way, under SCAN, and turns SCAN into
+ * WRITER only if the lock was idle.
  *
  * Slot ownership.  For one lock, each live thread has its own slot: threads
  * get dense numbers 0..VR_LINES-1, reused after they exit; a thread beyond
@@ -83,7 +106,9 @@
 #include "sanitizer.h"
 
 #define BLOCKED       ((uint64_t)1)
-#define BLOCKED_MASK  (((uint64_t)1 << 29) - 1)
+#define BLOCKED_MASK  (((uint64_t)1 << 27) - 1)
+#define PENDING       (((uint64_t)1) << 27)
+#define SCAN          (((uint64_t)1) << 28)
 #define CLEARING      (((uint64_t)1) << 29)
 #define RBIAS         (((uint64_t)1) << 30)
 #define WRITER        (((uint64_t)1) << 31)
@@ -339,10 +364,10 @@ static bool bias_allowed(sp_rwmutex *rw)
 	return bias_clock() >= until;
 }
 
-/* Turns the bias on unless a writer is there (it would have to be revoked). */
+/* Turns the bias on unless a writer is there (it would have to be revoked) or a scan. */
 static void bias_enable(sp_rwmutex *rw, uint64_t s)
 {
-	while (!(s & (RBIAS | WRITER))) {
+	while (!(s & (RBIAS | WRITER | SCAN))) {
 		if (atomic_compare_exchange_weak_explicit(state_of(rw), &s, s | RBIAS, memory_order_relaxed,
 							  memory_order_relaxed))
 			return;
@@ -351,7 +376,7 @@ static void bias_enable(sp_rwmutex *rw, uint64_t s)
 
 /* ---------------------------------------------------------------- read unlock (slow) */
 
-static void clear_phantoms_unlocked(sp_rwmutex *rw);
+static void request_cleanup(sp_rwmutex *rw);
 
 /*
  * Releases one read lock through the counter: the caller's slot does not
@@ -380,7 +405,7 @@ static __attribute__((noinline)) void runlock_slow(sp_rwmutex *rw)
 			sp_fatal("rwmutex", "runlock of unlocked rwmutex");
 		sched_yield();
 	}
-	clear_phantoms_unlocked(rw);
+	request_cleanup(rw);
 }
 
 SP_API void sp_rwmutex_runlock(sp_rwmutex *rw)
@@ -400,7 +425,7 @@ SP_API void sp_rwmutex_runlock(sp_rwmutex *rw)
 			if (s & WRITER)
 				wake_writer(rw);
 			else
-				clear_phantoms_unlocked(rw);
+				request_cleanup(rw);
 		}
 		return;
 	}
@@ -421,6 +446,12 @@ static __attribute__((noinline)) void fast_backout(sp_rwmutex *rw, _Atomic uintp
 						    memory_order_relaxed)) {
 		if (s & WRITER)
 			wake_writer(rw); /* it may be waiting for this slot */
+		/*
+		 * A scanner may have counted our slot as a read lock held and
+		 * left the phantoms alone: look again (after our CAS).
+		 */
+		if ((int64_t)atomic_load_explicit(state_of(rw), memory_order_seq_cst) < 0)
+			request_cleanup(rw);
 	} else {
 		runlock_slow(rw);
 	}
@@ -450,11 +481,35 @@ static inline bool fast_rlock(sp_rwmutex *rw)
 	return false;
 }
 
-/* Enters through the counter if no writer is there; else returns the state seen. */
+/*
+ * Waits while a scan (never blocking, a few hundred ns) is under way and no
+ * writer is there; returns the state then seen.
+ */
+static __attribute__((noinline)) uint64_t scan_wait(sp_rwmutex *rw)
+{
+	for (unsigned i = 0;; i++) {
+		uint64_t s = atomic_load_explicit(state_of(rw), memory_order_relaxed);
+		if (!(s & SCAN) || (s & WRITER))
+			return s;
+		if (i < 256)
+			sp_cpu_relax();
+		else
+			sched_yield(); /* the scanner was preempted */
+	}
+}
+
+/*
+ * Enters through the counter if no writer is there (waiting out a scan);
+ * else returns the state seen.
+ */
 static bool counter_tryrlock(sp_rwmutex *rw, uint64_t *sp)
 {
 	uint64_t s = atomic_load_explicit(state_of(rw), memory_order_relaxed);
 	while (!(s & WRITER)) {
+		if (SP_UNLIKELY(s & SCAN)) {
+			s = scan_wait(rw);
+			continue;
+		}
 		uint64_t n = add_holders(s, 1);
 		if (atomic_compare_exchange_weak_explicit(state_of(rw), &s, n, memory_order_acquire,
 							  memory_order_relaxed)) {
@@ -477,22 +532,39 @@ static __attribute__((noinline)) void rlock_slow(sp_rwmutex *rw)
 {
 	_Atomic uint64_t *st = state_of(rw);
 	uint64_t s = atomic_fetch_add_explicit(st, HOLDER, memory_order_acquire) + HOLDER;
-	if (SP_LIKELY(!(s & WRITER))) {
+	if (SP_LIKELY(!(s & (WRITER | SCAN)))) {
 		if (!(s & RBIAS) && bias_allowed(rw))
 			bias_enable(rw, s);
 		sp_tsan_acquire(&rw->state_);
 		return;
 	}
 	for (;;) {
-		if (!(s & WRITER)) {
-			/* The writer left: the unit is ours after all; acquire its unlock. */
+		if (!(s & (WRITER | SCAN))) {
+			/* The writer or scan left: the unit is ours after all; acquire its unlock. */
 			(void)atomic_load_explicit(st, memory_order_acquire);
 			sp_tsan_acquire(&rw->state_);
 			return;
 		}
-		if (atomic_compare_exchange_weak_explicit(st, &s, add_holders(s, -1) + BLOCKED,
-							  memory_order_acquire, memory_order_relaxed))
-			break;
+		if (s & WRITER) {
+			if (atomic_compare_exchange_weak_explicit(st, &s, add_holders(s, -1) + BLOCKED,
+								  memory_order_acquire, memory_order_relaxed))
+				break;
+			continue;
+		}
+		/*
+		 * A scan: give the unit back and wait for the scan to end.  The
+		 * scanner may have seen the unit as a read lock held: if phantoms
+		 * may be left, make it look again.
+		 */
+		uint64_t n = add_holders(s, -1);
+		if (holders(n) < 0)
+			n |= PENDING;
+		if (atomic_compare_exchange_weak_explicit(st, &s, n, memory_order_seq_cst, memory_order_relaxed)) {
+			s = scan_wait(rw);
+			s = atomic_fetch_add_explicit(st, HOLDER, memory_order_acquire) + HOLDER;
+			if (!(s & (WRITER | SCAN)) && !(s & RBIAS) && bias_allowed(rw))
+				bias_enable(rw, s);
+		}
 	}
 	wake_writer(rw);
 	/* The writer's unlock turns us into a holder and posts our token. */
@@ -585,7 +657,10 @@ static void clear_phantoms(sp_rwmutex *rw)
 	adjust_holders(rw, cleared - k, false);
 }
 
-/* Waits, WRITER set, until no read lock is held. */
+/*
+ * Waits, WRITER set, until no read lock is held and no scan is under way
+ * (a scanner that sees WRITER as it leaves wakes us).
+ */
 static void wait_readers(sp_rwmutex *rw, bool table)
 {
 	int64_t backoff = 20000; /* ns, doubling to 1 ms */
@@ -593,15 +668,16 @@ static void wait_readers(sp_rwmutex *rw, bool table)
 	int32_t slots;
 	for (;;) {
 		uint32_t e = atomic_load_explicit(drain_of(rw), memory_order_seq_cst);
-		int32_t left = readers_left(rw, table, &slots);
-		if (left <= 0)
+		slots = table ? count_slots(rw) : 0;
+		uint64_t s = atomic_load_explicit(state_of(rw), memory_order_seq_cst);
+		if (holders(s) + slots <= 0 && !(s & SCAN))
 			break;
 		if (spins < 4) {
 			spins++;
 			if (sp_spin_while_eq(drain_of(rw), e))
 				continue;
 		}
-		if (slots == 0) {
+		if (slots == 0 && !(s & SCAN)) {
 			/* Only counter holders left: their unlocks wake us reliably. */
 			writer_sleep(rw, e, -1);
 		} else {
@@ -633,8 +709,9 @@ SP_API void sp_rwmutex_lock(sp_rwmutex *rw)
 		wait_readers(rw, true);
 		int64_t t1 = bias_clock();
 		atomic_store_explicit(inhibit_of(rw), t1 + INHIBIT_FACTOR * (t1 - t0) + 1, memory_order_relaxed);
-	} else if (holders(s) != 0) {
-		wait_readers(rw, false);
+	} else if ((s & SCAN) || holders(s) != 0) {
+		/* A scanner turned the bias off for a moment; phantoms (holders < 0) live in the table. */
+		wait_readers(rw, (s & SCAN) || holders(s) < 0);
 	}
 	/*
 	 * What the readers did happens before us: we read their releases (the
@@ -664,37 +741,76 @@ static void release_writer(sp_rwmutex *rw, uint64_t bias)
 }
 
 /*
- * Phantoms left behind while nobody writes: a table read lock was released
- * by another thread and the lock may now be unlocked.  Clear them at once,
- * as a writer would (so that an unlocked rwmutex leaves nothing in the table
- * and may be freed and its memory reused), unless read locks are still held
- * - the unlock of the last one comes back here - or a writer is there (it
- * clears them itself).  A reader whose plain-store unlock is still in
- * flight can make us see it as held: look again a few times.
+ * Under SCAN: with no read lock held, clears the phantoms.  Returns whether
+ * the lock was seen idle.
  */
-static __attribute__((noinline)) void clear_phantoms_unlocked(sp_rwmutex *rw)
+static bool scan_clear(sp_rwmutex *rw)
+{
+	int32_t slots;
+	if (readers_left(rw, true, &slots) > 0)
+		return false;
+	if (slots != 0)
+		clear_phantoms(rw);
+	return true;
+}
+
+/*
+ * Ends a scan: scans again while PENDING asks for it (and no writer, which
+ * clears phantoms itself, has come), then clears SCAN, restoring the bias if
+ * it was on and no writer waits (which is woken).
+ */
+static void scan_finish(sp_rwmutex *rw, uint64_t bias)
+{
+	_Atomic uint64_t *st = state_of(rw);
+	uint64_t s = atomic_load_explicit(st, memory_order_relaxed);
+	for (;;) {
+		uint64_t n;
+		bool again = (s & PENDING) && !(s & WRITER);
+		if (again)
+			n = s & ~PENDING;
+		else
+			n = (s & ~(SCAN | PENDING)) | ((s & WRITER) ? 0 : bias);
+		if (!atomic_compare_exchange_weak_explicit(st, &s, n, memory_order_seq_cst, memory_order_relaxed))
+			continue;
+		if (!again) {
+			if (s & WRITER)
+				wake_writer(rw);
+			return;
+		}
+		(void)scan_clear(rw);
+		s = atomic_load_explicit(st, memory_order_relaxed);
+	}
+}
+
+/*
+ * Phantoms may be left behind with nobody writing: a table read lock was
+ * released by another thread (holders < 0), or a scanner counted a reader
+ * that then backed out.  Called after every such release; clears them at
+ * once if the lock is idle (so that an unlocked rwmutex leaves nothing in
+ * the table and may be freed and its memory reused).  A writer clears them
+ * itself; a scan under way is told to look again (PENDING).  A reader whose
+ * plain-store unlock is still in flight can make us see it as held: look
+ * again a few times.  If a read lock really is held, its unlock comes back
+ * here.
+ */
+static __attribute__((noinline)) void request_cleanup(sp_rwmutex *rw)
 {
 	_Atomic uint64_t *st = state_of(rw);
 	for (int attempt = 0; attempt < 4; attempt++) {
-		if (!sp_mutex_trylock(&rw->w_))
-			return; /* a writer (or another cleaner) is there */
 		uint64_t s = atomic_load_explicit(st, memory_order_relaxed);
 		for (;;) {
-			if ((s & WRITER) || holders(s) >= 0) {
-				sp_mutex_unlock(&rw->w_);
+			if ((s & WRITER) || holders(s) >= 0)
 				return;
-			}
-			if (atomic_compare_exchange_weak_explicit(st, &s, (s | WRITER) & ~RBIAS, memory_order_seq_cst,
-								  memory_order_relaxed))
+			uint64_t n = (s & SCAN) ? s | PENDING : (s | SCAN) & ~RBIAS;
+			if (atomic_compare_exchange_weak_explicit(st, &s, n, memory_order_seq_cst, memory_order_relaxed))
 				break;
 		}
-		int32_t slots;
-		bool idle = readers_left(rw, true, &slots) <= 0;
-		if (idle && slots != 0)
-			clear_phantoms(rw);
-		release_writer(rw, s & RBIAS);
-		if (idle)
-			return;
+		if (!(s & SCAN)) {
+			bool idle = scan_clear(rw);
+			scan_finish(rw, s & RBIAS);
+			if (idle)
+				return;
+		} /* else the scanner looks again (PENDING); we look too, later */
 		for (int i = 0; i < 64 << attempt; i++)
 			sp_cpu_relax();
 	}
@@ -706,28 +822,42 @@ SP_API bool sp_rwmutex_trylock(sp_rwmutex *rw)
 		return false;
 	_Atomic uint64_t *st = state_of(rw);
 	uint64_t s = atomic_load_explicit(st, memory_order_relaxed);
+	uint64_t n;
 	for (;;) {
-		if (s & WRITER) {
+		if (SP_UNLIKELY(s & WRITER)) { /* only set by the holder of w_: misuse */
 			sp_mutex_unlock(&rw->w_);
 			return false;
+		}
+		if (s & SCAN) { /* a phantom cleanup, a few hundred ns */
+			s = scan_wait(rw);
+			continue;
 		}
 		if (holders(s) > 0) { /* a read lock is held through the counter */
 			sp_mutex_unlock(&rw->w_);
 			return false;
 		}
-		if (atomic_compare_exchange_weak_explicit(st, &s, (s | WRITER) & ~RBIAS, memory_order_seq_cst,
-							  memory_order_relaxed))
+		/*
+		 * Readers may be in the table (bias on) or phantoms (holders <
+		 * 0): probe under SCAN, so that readers arriving meanwhile wait
+		 * for the probe instead of failing.
+		 */
+		bool probe = (s & RBIAS) || holders(s) < 0;
+		n = probe ? (s | SCAN) & ~RBIAS : s | WRITER;
+		if (atomic_compare_exchange_weak_explicit(st, &s, n, memory_order_seq_cst, memory_order_relaxed))
 			break;
 	}
-	if (s & RBIAS) {
-		int32_t slots;
-		if (readers_left(rw, true, &slots) > 0) {
+	if (n & SCAN) {
+		if (!scan_clear(rw)) {
 			/* Readers are in: undo, leaving the bias as it was. */
-			release_writer(rw, RBIAS);
+			scan_finish(rw, s & RBIAS);
+			sp_mutex_unlock(&rw->w_);
 			return false;
 		}
-		if (slots != 0)
-			clear_phantoms(rw);
+		/* Idle and cleared: the scan becomes the write lock. */
+		s = atomic_load_explicit(st, memory_order_relaxed);
+		while (!atomic_compare_exchange_weak_explicit(st, &s, (s & ~(SCAN | PENDING)) | WRITER,
+							      memory_order_seq_cst, memory_order_relaxed))
+			;
 	}
 	sp_tsan_acquire(&rw->state_);
 	sp_tsan_acquire(&rw->drain_);

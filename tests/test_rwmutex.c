@@ -510,6 +510,219 @@ START_TEST(test_rwmutex_reuse_after_cross_runlock)
 }
 END_TEST
 
+/*
+ * Races that used to leave phantom slots in an unlocked rwmutex (a fresh
+ * lock at the same address then inherited them: writers hung) or made
+ * tryrlock fail with no writer anywhere.  Each round: the main thread
+ * read-locks through its table slot, helpers race a cross-thread runlock of
+ * it against a write trylock, a second cross-thread runlock or a tryrlock;
+ * then the lock is reused as a new zero lock and must be clean.  Bounded:
+ * ROUNDS rounds or RACE_MS, whichever comes first.
+ */
+enum { RACE_ROUNDS = 1000000, RACE_MS = 400 };
+
+struct race {
+	sp_rwmutex rw;
+	_Atomic unsigned go, own, owned, done, stop;
+	_Atomic long tryrlock_failures;
+};
+
+static void race_relax(unsigned *seed, unsigned span)
+{
+	unsigned n = (unsigned)rand_r(seed) % span;
+	for (unsigned i = 0; i < n; i++)
+		sp_cpu_relax();
+}
+
+/* Waits for round r (or the end); returns false at the end. */
+static bool race_round(_Atomic unsigned *word, unsigned r, struct race *x)
+{
+	while (atomic_load(word) < r) {
+		if (atomic_load(&x->stop))
+			return false;
+		sched_yield();
+	}
+	return !atomic_load(&x->stop);
+}
+
+static void race_wait_done(struct race *x, unsigned n)
+{
+	while (atomic_load(&x->done) != n)
+		sched_yield();
+}
+
+static void *race_runlocker(void *arg)
+{
+	struct race *x = arg;
+	unsigned seed = (unsigned)(uintptr_t)&seed;
+	for (unsigned r = 1; race_round(&x->go, r, x); r++) {
+		race_relax(&seed, 48);
+		sp_rwmutex_runlock(&x->rw);
+		atomic_fetch_add(&x->done, 1);
+	}
+	return NULL;
+}
+
+static void *race_slow_runlocker(void *arg)
+{
+	struct race *x = arg;
+	unsigned seed = (unsigned)(uintptr_t)&seed;
+	for (unsigned r = 1; race_round(&x->go, r, x); r++) {
+		race_relax(&seed, 3000);
+		sp_rwmutex_runlock(&x->rw);
+		atomic_fetch_add(&x->done, 1);
+	}
+	return NULL;
+}
+
+static void *race_trylocker(void *arg)
+{
+	struct race *x = arg;
+	unsigned seed = (unsigned)(uintptr_t)&seed;
+	for (unsigned r = 1; race_round(&x->go, r, x); r++) {
+		race_relax(&seed, 48);
+		if (sp_rwmutex_trylock(&x->rw))
+			sp_rwmutex_unlock(&x->rw);
+		atomic_fetch_add(&x->done, 1);
+	}
+	return NULL;
+}
+
+static void *race_tryreader(void *arg)
+{
+	struct race *x = arg;
+	unsigned seed = (unsigned)(uintptr_t)&seed;
+	for (unsigned r = 1; race_round(&x->go, r, x); r++) {
+		race_relax(&seed, 32);
+		if (sp_rwmutex_tryrlock(&x->rw))
+			sp_rwmutex_runlock(&x->rw);
+		else
+			atomic_fetch_add(&x->tryrlock_failures, 1);
+		atomic_fetch_add(&x->done, 1);
+	}
+	return NULL;
+}
+
+/* Takes a second table read lock each round (released by a runlocker). */
+static void *race_owner(void *arg)
+{
+	struct race *x = arg;
+	for (unsigned r = 1; race_round(&x->own, r, x); r++) {
+		sp_rwmutex_rlock(&x->rw);
+		atomic_store(&x->owned, r);
+	}
+	return NULL;
+}
+
+/* The lock is unlocked: reuse its memory as a new zero lock, which must be clean. */
+static void race_check_reuse(struct race *x, unsigned r)
+{
+	memset(&x->rw, 0, sizeof x->rw);
+	sp_rwmutex_rlock(&x->rw);
+	sp_rwmutex_runlock(&x->rw);
+	ck_assert_msg(sp_rwmutex_trylock(&x->rw),
+		      "round %u: fresh rwmutex not write-lockable (stale phantom slot), state %#llx", r,
+		      (unsigned long long)x->rw.state_);
+	sp_rwmutex_unlock(&x->rw);
+}
+
+/*
+ * Widens the race windows: once WIDEN threads have had table slots at the
+ * same time, every table scan covers WIDEN thread numbers (10-20x longer).
+ */
+enum { WIDEN = 192 };
+struct widen {
+	sp_rwmutex rw;
+	_Atomic int in;
+};
+
+static void *widen_fn(void *arg)
+{
+	struct widen *w = arg;
+	sp_rwmutex_rlock(&w->rw); /* takes a thread number and a slot */
+	atomic_fetch_add(&w->in, 1);
+	while (atomic_load(&w->in) < WIDEN)
+		sched_yield();
+	sp_rwmutex_runlock(&w->rw);
+	return NULL;
+}
+
+static void race_widen(void)
+{
+	struct widen *w = calloc(1, sizeof *w);
+	ck_assert_ptr_nonnull(w);
+	sp_rwmutex_rlock(&w->rw);
+	sp_rwmutex_runlock(&w->rw); /* bias on */
+	sptest_run_threads(WIDEN, widen_fn, w, 0, SPTEST_S(20));
+	free(w);
+}
+
+static void race_run(int nthreads, void *(*fns[])(void *), bool two_slots, bool reuse)
+{
+	race_widen();
+	struct race *x = calloc(1, sizeof *x);
+	ck_assert_ptr_nonnull(x);
+	pthread_t t[4];
+	for (int i = 0; i < nthreads; i++)
+		ck_assert_int_eq(pthread_create(&t[i], NULL, fns[i], x), 0);
+	unsigned helpers = (unsigned)nthreads - (two_slots ? 1u : 0u);
+	int64_t end = sptest_now_ns() + SPTEST_MS(RACE_MS);
+	unsigned r;
+	for (r = 1; r <= RACE_ROUNDS / SCALE && sptest_now_ns() < end; r++) {
+		if (reuse) {
+			memset(&x->rw, 0, sizeof x->rw);
+			sp_rwmutex_rlock(&x->rw);
+			sp_rwmutex_runlock(&x->rw); /* bias on */
+		}
+		sp_rwmutex_rlock(&x->rw); /* through the main thread's slot */
+		if (two_slots) {
+			atomic_store(&x->own, r);
+			while (atomic_load(&x->owned) != r)
+				sched_yield();
+		}
+		atomic_store(&x->done, 0);
+		atomic_store(&x->go, r);
+		race_wait_done(x, helpers);
+		if (reuse)
+			race_check_reuse(x, r);
+	}
+	atomic_store(&x->stop, 1);
+	for (int i = 0; i < nthreads; i++)
+		ck_assert(sptest_join_within(t[i], SPTEST_S(10), NULL));
+	ck_assert_int_eq(x->tryrlock_failures, 0);
+	if (!reuse) {
+		ck_assert(sp_rwmutex_trylock(&x->rw));
+		sp_rwmutex_unlock(&x->rw);
+		race_check_reuse(x, r);
+	}
+	ck_assert_uint_gt(r, 10);
+	free(x);
+}
+
+/* A cross-thread runlock against a failing write trylock. */
+START_TEST(test_rwmutex_phantom_vs_trylock)
+{
+	void *(*fns[])(void *) = { race_runlocker, race_trylocker };
+	race_run(2, fns, false, true);
+}
+END_TEST
+
+/* Two cross-thread runlocks (of two table read locks), no writer at all. */
+START_TEST(test_rwmutex_phantom_two_cleaners)
+{
+	void *(*fns[])(void *) = { race_owner, race_runlocker, race_slow_runlocker };
+	race_run(3, fns, true, true);
+}
+END_TEST
+
+/* No writer in the program: tryrlock never fails, whatever the phantom cleanup does. */
+START_TEST(test_rwmutex_tryrlock_no_writer)
+{
+	void *(*fns[])(void *) = { race_runlocker, race_tryreader };
+	race_run(2, fns, false, false);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- many locks */
 
 enum { NLOCKS = 1000 };
@@ -636,6 +849,9 @@ static Suite *rwmutex_suite(void)
 	tcase_add_test(tc, test_rwmutex_holder_exits);
 	tcase_add_test(tc, test_rwmutex_crowd);
 	tcase_add_test(tc, test_rwmutex_reuse_after_cross_runlock);
+	tcase_add_test(tc, test_rwmutex_phantom_vs_trylock);
+	tcase_add_test(tc, test_rwmutex_phantom_two_cleaners);
+	tcase_add_test(tc, test_rwmutex_tryrlock_no_writer);
 	tcase_add_test(tc, test_rwmutex_many_locks);
 	suite_add_tcase(s, tc);
 

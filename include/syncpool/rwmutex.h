@@ -71,7 +71,10 @@ void sp_rwmutex_rlock(sp_rwmutex *rw);
 
 /*
  * Read-locks rw if no writer holds it or waits for it, returning true;
- * returns false at once otherwise.  Never blocks.
+ * returns false at once otherwise.  Never blocks: at most it waits out the
+ * library's internal table scan after a cross-thread unlock (a few hundred
+ * nanoseconds of work, no lock holder waited for); that scan never makes it
+ * fail.
  */
 bool sp_rwmutex_tryrlock(sp_rwmutex *rw);
 
@@ -93,7 +96,9 @@ void sp_rwmutex_lock(sp_rwmutex *rw);
 
 /*
  * Write-locks rw if nobody holds it, returning true; returns false at once
- * otherwise.  Never blocks.
+ * otherwise.  Never blocks (at most it waits out an internal table scan, as
+ * sp_rwmutex_tryrlock() does).  A failing call does not make concurrent
+ * sp_rwmutex_tryrlock() calls fail.
  */
 bool sp_rwmutex_trylock(sp_rwmutex *rw);
 
