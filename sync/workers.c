@@ -8,30 +8,19 @@
  *	running    running an item;
  *	idle       parked on its own futex word, on the idle list (LIFO).
  *
- * The invariant, kept under the lock: every queued item has a searcher of
- * its own - nsearching >= count.  A searcher takes exactly one item (count
- * and nsearching drop together) and goes idle only when the queue is empty,
- * so every queued item is taken by some thread that exists already: an item
- * never waits behind a running one - however long that runs or blocks - and
- * never depends on a thread that is yet to be created.
- *
- * So submitting queues the item only if there is a spare searcher
- * (nsearching > count) or an idle worker to claim as one (wake the most
- * recently idle worker; a claim cannot fail).  Otherwise it creates a thread
- * that gets the item directly, never through the queue: if the thread cannot
- * be created, nothing was queued and the submit fails with nothing to undo,
- * and no other submitter ever counted on that thread.  (An earlier rule - at
- * least one searcher while the queue is non-empty, created lazily by the
- * submitter or by a searcher leaving items behind - let a submitter return 0
- * behind a searcher whose thread then failed to start, and its item was
- * stranded with every other worker blocked.)
- *
- * A worker that finishes an item becomes a searcher itself, before the
- * item's `after` hook runs, so the work that hook unblocks (errgroup's next
- * go() at its limit) is queued to it without any wake; a burst of tiny items
- * is then drained by already-running workers with no syscall per item.  A
- * searcher spins a little on the queue, then goes idle; an idle worker whose
- * wait times out (SP_WORKER_IDLE_NS) leaves, unless it was claimed meanwhile.
+ * The invariant, kept under the lock: while the queue holds items, at least
+ * one worker is searching.  So an item never waits behind a running one -
+ * however long that runs or blocks - it only waits for a searcher to reach
+ * it.  Submitting makes a searcher only if there is none (wake the most
+ * recently idle worker, else create a thread); a searcher that takes an item
+ * and leaves more behind with no other searcher makes the next one (the
+ * chain of wakes that spreads a burst over the CPUs).  A worker that
+ * finishes an item becomes a searcher itself, before the item's `after`
+ * hook runs, so the work that hook unblocks (errgroup's next go() at its
+ * limit) finds it without any wake; a burst of tiny items is then drained
+ * by already-running workers with no syscall per item.  A searcher spins a
+ * little on the queue, then goes idle; an idle worker whose wait times out
+ * (SP_WORKER_IDLE_NS) leaves, unless it was claimed meanwhile.
  *
  * An idle worker's futex word: W_AWAKE while it heads for sleep, W_PARKED
  * once it may sleep, W_CLAIMED when a claimer (who counted it as searching
@@ -68,10 +57,11 @@ static struct {
 	sp_work *ring;              /* queued items: ring[(head + i) % cap], i < count */
 	uint32_t cap, head;
 	_Atomic uint32_t count;     /* written under lock; searchers spin reading it */
+	uint64_t taken;             /* items dequeued so far (sequence numbers) */
 	struct worker *idle_head;   /* most recently idle first */
 	struct worker *idle_tail;
 	int nidle;
-	int nsearching;             /* searching workers, claimed ones included; >= count */
+	int nsearching;             /* searching workers, including claimed/spawning ones */
 	_Atomic int nspinning;      /* searchers spinning on `count` right now */
 } pool;
 
@@ -131,18 +121,23 @@ static bool ring_reserve(void)
 	return true;
 }
 
-/* Under the lock: takes the oldest item; false if there is none. */
+/*
+ * Under the lock: takes the oldest live item, skipping withdrawn ones
+ * (run == NULL, see sp_workers_submit); false if there is none.
+ */
 static bool dequeue(sp_work *out)
 {
-	uint32_t n = qcount();
-	if (n == 0)
-		return false;
-	*out = pool.ring[pool.head];
-	/* The submitter's effects (sp_workers_submit released on the slot). */
-	sp_tsan_acquire(&pool.ring[pool.head]);
-	pool.head = (pool.head + 1) % pool.cap;
-	set_qcount(n - 1);
-	return true;
+	while (qcount() > 0) {
+		*out = pool.ring[pool.head];
+		/* The submitter's effects (sp_workers_submit released on the slot). */
+		sp_tsan_acquire(&pool.ring[pool.head]);
+		pool.head = (pool.head + 1) % pool.cap;
+		pool.taken++;
+		set_qcount(qcount() - 1);
+		if (out->run)
+			return true;
+	}
+	return false;
 }
 
 static void idle_remove(struct worker *w)
@@ -160,62 +155,63 @@ static void idle_remove(struct worker *w)
 	pool.nidle--;
 }
 
-int (*sp_workers_create_thread)(pthread_t *, const pthread_attr_t *, void *(*)(void *),
-				void *) = pthread_create;
-
 /*
- * Under the lock: make the most recently idle worker a searcher; NULL if
- * no worker is idle.
+ * Under the lock: make one more searcher.  Returns the idle worker to wake,
+ * or NULL with *spawn set when a thread must be created.
  */
-static struct worker *claim_idle(void)
+static struct worker *claim_searcher(bool *spawn)
 {
+	pool.nsearching++;
 	struct worker *k = pool.idle_head;
-	if (k) {
+	if (k)
 		idle_remove(k);
-		pool.nsearching++;
-	}
+	else
+		*spawn = true;
 	return k;
-}
-
-/* Outside the lock: wake the worker claim_idle chose. */
-static void wake_claimed(struct worker *k)
-{
-	if (atomic_exchange_explicit(&k->word, W_CLAIMED, memory_order_release) == W_PARKED)
-		sp_park_wake_one(&k->word);
 }
 
 static void *worker_main(void *arg);
 
-/* Creates a worker thread whose first item is *first (copied). */
-static int spawn_thread(const sp_work *first)
+/* Creates a worker thread, which starts as a searcher. */
+static int spawn_thread(void)
 {
 	pthread_once(&atfork_once, workers_register_atfork);
-	sp_tsan_ignore_begin(); /* internal memory: see sanitizer_ignore.h */
-	sp_work *item = malloc(sizeof *item);
-	if (item)
-		*item = *first;
-	sp_tsan_ignore_end();
-	if (!item)
-		return ENOMEM;
 	pthread_attr_t attr;
 	sigset_t all, old;
 	pthread_t t;
-	int err = pthread_attr_init(&attr);
-	if (err == 0) {
-		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-		/* Workers inherit a fully blocked mask: signals go to the application's threads. */
-		sigfillset(&all);
-		pthread_sigmask(SIG_SETMASK, &all, &old);
-		err = sp_workers_create_thread(&t, &attr, worker_main, item);
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
-		pthread_attr_destroy(&attr);
-	}
-	if (err == 0)
+	if (pthread_attr_init(&attr) != 0)
+		return ENOMEM;
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	/* Workers inherit a fully blocked mask: signals go to the application's threads. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int err = pthread_create(&t, &attr, worker_main, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	return err == 0 ? 0 : err == EAGAIN ? EAGAIN : ENOMEM;
+}
+
+/* Outside the lock: start the searcher claim_searcher chose. */
+static int start_searcher(struct worker *k, bool spawn)
+{
+	if (k) {
+		if (atomic_exchange_explicit(&k->word, W_CLAIMED, memory_order_release) == W_PARKED)
+			sp_park_wake_one(&k->word);
 		return 0;
-	sp_tsan_ignore_begin();
-	free(item);
-	sp_tsan_ignore_end();
-	return err == EAGAIN ? EAGAIN : ENOMEM;
+	}
+	if (!spawn)
+		return 0;
+	int err = spawn_thread();
+	if (err) {
+		/*
+		 * Out of threads: items already queued wait for a running
+		 * worker to finish (each finishing worker searches).
+		 */
+		sp_ilock_lock(&pool.lock);
+		pool.nsearching--;
+		sp_ilock_unlock(&pool.lock);
+	}
+	return err;
 }
 
 static int max_spinners(void)
@@ -231,12 +227,11 @@ static int max_spinners(void)
 }
 
 /*
- * Searching: returns true with an item, or false once self went idle (on
- * the idle list, no longer searching).  Either way nsearching >= count
- * holds: an item taken leaves one searcher and one item fewer; going idle
- * happens only with the queue empty.
+ * Searching: returns true with an item (and the searcher to start, if the
+ * queue still holds items and nobody else searches), or false once self
+ * went idle (on the idle list, no longer searching).
  */
-static bool search(struct worker *self, sp_work *out)
+static bool search(struct worker *self, sp_work *out, struct worker **next, bool *spawn)
 {
 	/*
 	 * Spin on the queue for a few microseconds before going idle, but
@@ -261,6 +256,8 @@ static bool search(struct worker *self, sp_work *out)
 		sp_ilock_lock(&pool.lock);
 		if (dequeue(out)) {
 			pool.nsearching--;
+			if (qcount() > 0 && pool.nsearching == 0)
+				*next = claim_searcher(spawn);
 			sp_ilock_unlock(&pool.lock);
 			if (spinning)
 				atomic_fetch_sub_explicit(&pool.nspinning, 1, memory_order_relaxed);
@@ -315,14 +312,19 @@ static bool idle_wait(struct worker *self)
 
 static void *worker_main(void *arg)
 {
+	(void)arg;
 	struct worker self = { 0 };
-	sp_work w;
-	/* The first item, handed over by spawn_thread. */
-	sp_tsan_ignore_begin();
-	w = *(sp_work *)arg;
-	free(arg);
-	sp_tsan_ignore_end();
 	for (;;) {
+		sp_work w;
+		struct worker *next = NULL;
+		bool spawn = false;
+		if (!search(&self, &w, &next, &spawn)) {
+			if (!idle_wait(&self))
+				return NULL;
+			continue;
+		}
+		if (next || spawn)
+			start_searcher(next, spawn);
 		w.run(&w);
 		/* Search again - counted before `after` unblocks new work. */
 		sp_ilock_lock(&pool.lock);
@@ -330,28 +332,20 @@ static void *worker_main(void *arg)
 		sp_ilock_unlock(&pool.lock);
 		if (w.after)
 			w.after(&w);
-		while (!search(&self, &w))
-			if (!idle_wait(&self))
-				return NULL;
 	}
 }
 
 int sp_workers_submit(const sp_work *w)
 {
-	sp_ilock_lock(&pool.lock);
 	struct worker *k = NULL;
-	/* Queue it only for a searcher of its own: a spare one, else a claimed idle one. */
-	if ((uint32_t)pool.nsearching <= qcount() && !(k = claim_idle())) {
-		sp_ilock_unlock(&pool.lock);
-		return spawn_thread(w); /* the item goes to the new thread, not the queue */
-	}
+	bool spawn = false;
+	sp_ilock_lock(&pool.lock);
 	if (!ring_reserve()) {
 		sp_ilock_unlock(&pool.lock);
-		if (k) /* a spare searcher now, still counted: idle again once the queue is empty */
-			wake_claimed(k);
 		return ENOMEM;
 	}
 	uint32_t n = qcount();
+	uint64_t seq = pool.taken + n; /* this item's sequence number */
 	sp_work *slot = &pool.ring[(pool.head + n) % pool.cap];
 	/*
 	 * What the submitter did happens before run: announced on the slot,
@@ -361,8 +355,21 @@ int sp_workers_submit(const sp_work *w)
 	sp_tsan_release(slot);
 	*slot = *w;
 	set_qcount(n + 1);
+	if (pool.nsearching == 0)
+		k = claim_searcher(&spawn);
 	sp_ilock_unlock(&pool.lock);
-	if (k)
-		wake_claimed(k);
-	return 0;
+
+	int err = start_searcher(k, spawn);
+	if (!err)
+		return 0;
+	/*
+	 * No thread for it: withdraw the item (a tombstone, so the positions
+	 * of later items stay put) unless a worker already took it.
+	 */
+	sp_ilock_lock(&pool.lock);
+	bool queued = seq >= pool.taken;
+	if (queued)
+		pool.ring[(pool.head + (uint32_t)(seq - pool.taken)) % pool.cap].run = NULL;
+	sp_ilock_unlock(&pool.lock);
+	return queued ? err : 0;
 }

@@ -3,21 +3,18 @@
  * "goroutines").
  *
  * One process-wide set of threads runs submitted work items.  A submitted
- * item never waits behind another one: an accepted item is queued only for
- * an existing worker of its own (one awake searching the queue, or an idle
- * one claimed for it), else handed to a new thread, so it is started even if
- * every running item blocks forever - and a submit that returned 0 never
- * depends on a thread that might still fail to start.  Threads are created
- * only when no worker is spare or idle; an idle worker (most recently idle
- * reused first) parks on its own futex word and exits after
- * SP_WORKER_IDLE_NS without work.
+ * item never waits behind another one: items go into one FIFO, and while it
+ * holds items at least one worker is awake searching it (Go's scheduler
+ * rule for spinning Ms), so an item is started by a worker of its own even
+ * if every running item blocks forever.  Threads are created only when no
+ * worker is idle; an idle worker (most recently idle reused first) parks on
+ * its own futex word and exits after SP_WORKER_IDLE_NS without work.
  * Workers are detached threads with every signal blocked.  After fork() the
  * child starts with no workers and an empty queue.
  */
 #ifndef SP_SYNC_WORKERS_H
 #define SP_SYNC_WORKERS_H
 
-#include <pthread.h>
 #include <stdint.h>
 
 /* How long an idle worker waits for work before its thread exits. */
@@ -38,19 +35,10 @@ struct sp_work {
 };
 
 /*
- * Starts *w (copied) on a worker thread.  Returns 0 once a thread that
- * exists is bound to run it, or EAGAIN/ENOMEM when no worker was spare or
- * idle and no thread could be created (nothing ran then, nothing to undo).
+ * Starts *w (copied) on a worker thread.  Returns 0, or EAGAIN/ENOMEM when
+ * no worker was idle and no thread could be created (nothing ran then).
  * The item's effects before this call happen before `run`.
  */
 int sp_workers_submit(const sp_work *w);
-
-/*
- * For tests only: how worker threads are created (pthread_create).  A test
- * may point it at a wrapper that fails, to exercise the failure paths; set
- * it only while no submit is in progress.
- */
-extern int (*sp_workers_create_thread)(pthread_t *, const pthread_attr_t *,
-				       void *(*)(void *), void *);
 
 #endif /* SP_SYNC_WORKERS_H */

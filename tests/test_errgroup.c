@@ -10,7 +10,6 @@
 #include <stdlib.h>
 
 #include "common.h"
-#include "workers.h"
 
 static int ret_code(void *arg)
 {
@@ -357,150 +356,6 @@ START_TEST(test_errgroup_destroy_joins)
 }
 END_TEST
 
-/*
- * Thread creation failing (injected through sp_workers_create_thread): a
- * go() either returns an error or its task starts at once, even while every
- * other task blocks - never 0 with the task stranded behind a thread that
- * then failed to start.
- */
-enum { CREATE_OK, CREATE_FAIL, CREATE_FAIL_FIRST_WAITS, CREATE_FAIL_ODD };
-static _Atomic int create_mode;
-static _Atomic int create_calls, create_in_hook, create_release;
-static int create_hook(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *), void *arg)
-{
-	int mode = atomic_load(&create_mode);
-	if (mode == CREATE_OK)
-		return pthread_create(t, a, fn, arg);
-	int n = atomic_fetch_add(&create_calls, 1);
-	if (mode == CREATE_FAIL_ODD && n % 2 == 0)
-		return pthread_create(t, a, fn, arg);
-	if (mode == CREATE_FAIL_FIRST_WAITS && n == 0) {
-		/* Hold this creation's outcome until the test says so. */
-		atomic_store(&create_in_hook, 1);
-		int64_t end = sptest_now_ns() + SPTEST_S(5);
-		while (!atomic_load(&create_release) && sptest_now_ns() < end)
-			sptest_sleep_ns(100000);
-	}
-	return EAGAIN;
-}
-
-static _Atomic int gate_open, gate_started, gate_finished;
-static int gate_task(void *arg)
-{
-	(void)arg;
-	atomic_fetch_add(&gate_started, 1);
-	int64_t end = sptest_now_ns() + SPTEST_S(20);
-	while (!atomic_load(&gate_open) && sptest_now_ns() < end)
-		sptest_sleep_ns(200000);
-	atomic_fetch_add(&gate_finished, 1);
-	return atomic_load(&gate_open) ? 0 : ETIMEDOUT;
-}
-
-/* Every task whose go() returned 0 starts within a bounded time. */
-static void expect_started(int n)
-{
-	int64_t end = sptest_now_ns() + SPTEST_S(3);
-	while (atomic_load(&gate_started) < n && sptest_now_ns() < end)
-		sptest_sleep_ns(200000);
-	int started = atomic_load(&gate_started);
-	ck_assert_msg(started == n, "%d of %d accepted tasks started", started, n);
-}
-
-/* Starts gate tasks with creation failing until a go() fails: no worker is spare or idle. */
-static int exhaust_workers(sp_errgroup *g)
-{
-	atomic_store(&create_mode, CREATE_FAIL);
-	int ok = 0;
-	for (; ok < 4096; ok++)
-		if (sp_errgroup_go(g, gate_task, NULL) != 0)
-			break;
-	ck_assert_int_lt(ok, 4096);
-	expect_started(ok);
-	return ok;
-}
-
-static void finish_gate_tasks(sp_errgroup *g, int ok)
-{
-	atomic_store(&create_mode, CREATE_OK);
-	atomic_store(&gate_open, 1);
-	ck_assert_int_eq(sp_errgroup_wait(g), 0);
-	ck_assert_int_eq(atomic_load(&gate_finished), ok);
-	/* Creation works again: the group is usable. */
-	ck_assert_int_eq(sp_errgroup_go(g, ret_code, NULL), 0);
-	ck_assert_int_eq(sp_errgroup_wait(g), 0);
-	sp_errgroup_destroy(g);
-	sp_workers_create_thread = pthread_create;
-}
-
-static sp_errgroup *race_g;
-static void *race_go(void *arg)
-{
-	(void)arg;
-	return (void *)(intptr_t)sp_errgroup_go(race_g, gate_task, NULL);
-}
-
-/*
- * The reviewer's interleaving: S1 finds nobody to run its task and creates
- * a thread; S2 submits while that creation is pending; the creation fails.
- * S2 must not have been told 0 on the strength of S1's thread.
- */
-START_TEST(test_errgroup_create_fails_while_pending)
-{
-	sp_workers_create_thread = create_hook;
-	race_g = sp_errgroup_create(NULL, NULL);
-	int ok = exhaust_workers(race_g);
-	atomic_store(&create_calls, 0);
-	atomic_store(&create_mode, CREATE_FAIL_FIRST_WAITS);
-	pthread_t s1;
-	ck_assert_int_eq(pthread_create(&s1, NULL, race_go, NULL), 0);
-	int64_t end = sptest_now_ns() + SPTEST_S(5);
-	while (!atomic_load(&create_in_hook) && sptest_now_ns() < end)
-		sptest_sleep_ns(100000);
-	ck_assert(atomic_load(&create_in_hook));
-	int r2 = sp_errgroup_go(race_g, gate_task, NULL); /* S2, S1's creation pending */
-	atomic_store(&create_release, 1);
-	void *r1;
-	ck_assert(sptest_join_within(s1, SPTEST_S(10), &r1));
-	ck_assert_int_eq((int)(intptr_t)r1, EAGAIN);
-	ck_assert(r2 == 0 || r2 == EAGAIN);
-	ok += r2 == 0;
-	expect_started(ok);
-	finish_gate_tasks(race_g, ok);
-}
-END_TEST
-
-/* Many submitters while every other creation fails: each success starts. */
-enum { FAIL_SUBMITTERS = 8, FAIL_PER_SUBMITTER = 16 };
-static _Atomic int fail_ok, fail_bad;
-static void *fail_submitter(void *arg)
-{
-	(void)arg;
-	for (int i = 0; i < FAIL_PER_SUBMITTER; i++) {
-		int r = sp_errgroup_go(race_g, gate_task, NULL);
-		if (r == 0)
-			atomic_fetch_add(&fail_ok, 1);
-		else if (r != EAGAIN)
-			atomic_fetch_add(&fail_bad, 1);
-	}
-	return NULL;
-}
-
-START_TEST(test_errgroup_create_fails_concurrent)
-{
-	sp_workers_create_thread = create_hook;
-	race_g = sp_errgroup_create(NULL, NULL);
-	int ok = exhaust_workers(race_g);
-	atomic_store(&create_mode, CREATE_FAIL_ODD);
-	sptest_run_threads(FAIL_SUBMITTERS, fail_submitter, NULL, 0, SPTEST_S(20));
-	ck_assert_int_eq(atomic_load(&fail_bad), 0);
-	ok += atomic_load(&fail_ok);
-	ck_assert_int_gt(atomic_load(&fail_ok), 0);
-	ck_assert_int_lt(atomic_load(&fail_ok), FAIL_SUBMITTERS * FAIL_PER_SUBMITTER);
-	expect_started(ok);
-	finish_gate_tasks(race_g, ok);
-}
-END_TEST
-
 static Suite *errgroup_suite(void)
 {
 	Suite *s = suite_create("errgroup");
@@ -517,8 +372,6 @@ static Suite *errgroup_suite(void)
 	tcase_add_test(tc, test_errgroup_nested);
 	tcase_add_test(tc, test_errgroup_many_groups);
 	tcase_add_test(tc, test_errgroup_destroy_joins);
-	tcase_add_test(tc, test_errgroup_create_fails_while_pending);
-	tcase_add_test(tc, test_errgroup_create_fails_concurrent);
 	suite_add_tcase(s, tc);
 	TCase *td = tcase_create("death");
 	tcase_set_timeout(td, 10);
