@@ -754,6 +754,7 @@ static _Atomic bool cl_stop;
 static void *cleaner_main(void *arg)
 {
 	(void)arg;
+	pthread_setname_np(pthread_self(), "sp-pool-cleaner");
 	int64_t last = sp_now_ns();
 	for (;;) {
 		uint32_t w = atomic_load_explicit(&cl_word, memory_order_acquire);

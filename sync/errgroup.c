@@ -11,8 +11,9 @@
  * consistent, so one of them always sees the other).
  *
  * A task frees its slot and leaves the WaitGroup from the worker's `after`
- * hook, once its thread is back on the idle list, so the next go() reuses
- * that thread instead of creating another.
+ * hook, once its thread counts as searching again, so the next go() reuses
+ * that thread instead of creating another.  Each group owns its worker
+ * threads (workers.h); destroy joins them once every task has finished.
  */
 #include "syncpool/errgroup.h"
 
@@ -36,6 +37,7 @@ struct sp_errgroup {
 	SP_CACHE_ALIGNED _Atomic int32_t inuse; /* slots held */
 	_Atomic int32_t slot_waiters;           /* go() calls parked at the limit */
 	_Atomic uint32_t slot_word;             /* bumped on release, futex */
+	sp_workers workers;                     /* the group's threads */
 };
 
 enum { TASK_HOLDS_SLOT = 1 };
@@ -109,7 +111,7 @@ static int start(sp_errgroup *g, int (*fn)(void *), void *arg, bool slot)
 		.flags = slot ? TASK_HOLDS_SLOT : 0,
 	};
 	sp_waitgroup_add(&g->wg, 1);
-	int err = sp_workers_submit(&w);
+	int err = sp_workers_submit(&g->workers, &w);
 	if (err) {
 		if (slot)
 			slot_release(g);
@@ -124,8 +126,10 @@ SP_API sp_errgroup *sp_errgroup_create(sp_ctx *parent, sp_ctx **ctx_out)
 	sp_tsan_ignore_begin();
 	sp_errgroup *g = aligned_alloc(SP_CACHELINE, (sizeof *g + SP_CACHELINE - 1) &
 							     ~(size_t)(SP_CACHELINE - 1));
-	if (g)
+	if (g) {
 		*g = (sp_errgroup){ .limit = -1 };
+		sp_workers_init(&g->workers);
+	}
 	sp_tsan_ignore_end();
 	if (!g) {
 		errno = ENOMEM;
@@ -183,6 +187,7 @@ SP_API void sp_errgroup_destroy(sp_errgroup *g)
 	if (!g)
 		return;
 	sp_waitgroup_wait(&g->wg);
+	sp_workers_fini(&g->workers); /* joins the group's threads */
 	if (g->ctx)
 		sp_ctx_release(g->ctx);
 	sp_tsan_ignore_begin();

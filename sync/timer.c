@@ -84,6 +84,7 @@ static void heap_delete(int32_t i)
 static void *timer_main(void *arg)
 {
 	(void)arg;
+	pthread_setname_np(pthread_self(), "sp-timer");
 	sp_ilock_lock(&T.lock);
 	for (;;) {
 		if (T.n > 0 && T.heap[0]->when <= sp_now_ns()) {

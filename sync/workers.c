@@ -1,81 +1,94 @@
 /*
- * sync/workers.c - the internal worker threads; see workers.h.
+ * sync/workers.c - worker threads; see workers.h.
  *
  * A run queue plus Go's "spinning M" rule.  Submitted items go into one FIFO
- * (a ring under the pool lock).  A worker is in one of three states:
+ * (a ring under p->lock).  A worker is in one of three states:
  *
- *	searching  awake, looking for an item (counted in pool.nsearching);
+ *	searching  awake, looking for an item (counted in p->nsearching);
  *	running    running an item;
  *	idle       parked on its own futex word, on the idle list (LIFO).
  *
- * The invariant, kept under the lock: while the queue holds items, at least
- * one worker is searching.  So an item never waits behind a running one -
- * however long that runs or blocks - it only waits for a searcher to reach
- * it.  Submitting makes a searcher only if there is none (wake the most
- * recently idle worker, else create a thread); a searcher that takes an item
- * and leaves more behind with no other searcher makes the next one (the
- * chain of wakes that spreads a burst over the CPUs).  A worker that
- * finishes an item becomes a searcher itself, before the item's `after`
- * hook runs, so the work that hook unblocks (errgroup's next go() at its
- * limit) finds it without any wake; a burst of tiny items is then drained
- * by already-running workers with no syscall per item.  A searcher spins a
- * little on the queue, then goes idle; an idle worker whose wait times out
- * (SP_WORKER_IDLE_NS) leaves, unless it was claimed meanwhile.
+ * The invariant, kept under the lock: while the queue holds items, a worker
+ * that exists is searching, or the searcher timer is armed and will make one.
+ * So an item never waits long behind a running one - however long that runs
+ * or blocks - only until a searcher reaches it.  nsearching also counts
+ * threads being created (ncreating of them); those do not count as real
+ * searchers until they run (the new thread settles its own creation), so
+ *
+ *  - submit queues its item only while a real searcher exists
+ *    (nsearching > ncreating) or after claiming an idle worker (a claim
+ *    cannot fail); with neither, and a creation in progress, it waits for
+ *    that creation's outcome and looks again; with none in progress it
+ *    creates a thread itself and looks again - so a failed creation is
+ *    reported to a submitter that queued nothing, and nothing queued relied
+ *    on it;
+ *  - a searcher that takes an item and leaves more behind with no other real
+ *    searcher claims an idle worker for them (the chain of wakes that
+ *    spreads a burst over the CPUs); with none idle it arms the searcher
+ *    timer (50 us, Go's sysmon idea) instead of creating a thread at once:
+ *    if its own item is short it comes back for the others first and no
+ *    thread is made - a burst of tiny tasks on a new group does not create
+ *    a thread per task - while items behind a long or blocked one get a new
+ *    thread from the timer thread.  A failed creation there re-arms the
+ *    timer with backoff (doubling to 100 ms) until a searcher exists, which
+ *    also happens when any running worker finishes.
+ *
+ * A worker that finishes an item becomes a searcher itself, before the
+ * item's `after` hook runs, so the work that hook unblocks (errgroup's next
+ * go() at its limit) finds it without any wake; a burst of tiny items is then
+ * drained by already-running workers with no syscall per item.  A searcher
+ * spins a little on the queue, then goes idle; an idle worker whose wait
+ * times out (SP_WORKER_IDLE_NS) leaves (its thread is joined by the next
+ * creation or by fini), unless it was claimed meanwhile.
  *
  * An idle worker's futex word: W_AWAKE while it heads for sleep, W_PARKED
  * once it may sleep, W_CLAIMED when a claimer (who counted it as searching
- * and took it off the idle list under the lock) wants it to search; the
- * claimer wakes it only if it was W_PARKED.
+ * and took it off the idle list under the lock) wants it to search, W_EXIT
+ * when fini wants it gone; the claimer wakes it only if it was W_PARKED.
+ *
+ * fork(): a child has none of the parent's threads.  A generation counter
+ * bumped in the child makes the next submit or fini forget them (and any
+ * queued item): a set with no work in flight at fork() is usable in the
+ * child.
  */
 #include "workers.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
-#include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "common.h"
-#include "ctx_internal.h"
 #include "park.h"
 #include "sanitizer.h"
 #include "sanitizer_ignore.h"
 
-enum { W_AWAKE = 0, W_PARKED = 1, W_CLAIMED = 2 };
+enum { W_AWAKE = 0, W_PARKED = 1, W_CLAIMED = 2, W_EXIT = 3 };
+enum { RETRY_IDLE, RETRY_ARMED, RETRY_FIRING };
+enum { GOT_ITEM, WENT_IDLE, MUST_EXIT };
 
-struct worker {
-	struct worker *next, *prev; /* idle list links, under pool.lock */
-	bool on_list;               /* under pool.lock */
-	_Atomic uint32_t word;      /* W_* above */
+#define RETRY_MIN_NS ((int64_t)50 * 1000)
+#define RETRY_MAX_NS ((int64_t)100 * 1000 * 1000)
+
+struct sp_worker {
+	struct sp_worker *next, *prev; /* idle list, under lock */
+	struct sp_worker *all_next;    /* p->all, under lock */
+	sp_workers *pool;
+	pthread_t tid;
+	bool on_list;                  /* under lock */
+	bool exited;                   /* left on idle timeout, join pending */
+	_Atomic uint32_t word;         /* W_* above */
 };
 
-/* The pool: written under `lock` by submitters and workers. */
-static struct {
-	SP_CACHE_ALIGNED sp_ilock lock;
-	sp_work *ring;              /* queued items: ring[(head + i) % cap], i < count */
-	uint32_t cap, head;
-	_Atomic uint32_t count;     /* written under lock; searchers spin reading it */
-	uint64_t taken;             /* items dequeued so far (sequence numbers) */
-	struct worker *idle_head;   /* most recently idle first */
-	struct worker *idle_tail;
-	int nidle;
-	int nsearching;             /* searching workers, including claimed/spawning ones */
-	_Atomic int nspinning;      /* searchers spinning on `count` right now */
-} pool;
+int (*sp_workers_create_thread)(pthread_t *, const pthread_attr_t *, void *(*)(void *),
+				void *) = pthread_create;
 
+static _Atomic uint64_t fork_gen;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
-/* In a child of fork() none of the parent's workers exist; queued items are dropped. */
 static void workers_atfork_child(void)
 {
-	atomic_store_explicit(&pool.lock.v, 0, memory_order_relaxed);
-	atomic_store_explicit(&pool.count, 0, memory_order_relaxed);
-	pool.head = 0;
-	pool.idle_head = pool.idle_tail = NULL;
-	pool.nidle = 0;
-	pool.nsearching = 0;
+	atomic_fetch_add_explicit(&fork_gen, 1, memory_order_relaxed);
 }
 
 static void workers_register_atfork(void)
@@ -83,135 +96,312 @@ static void workers_register_atfork(void)
 	pthread_atfork(NULL, NULL, workers_atfork_child);
 }
 
-static inline uint32_t qcount(void)
+static void retry_fire(sp_timer *t);
+
+void sp_workers_init(sp_workers *p)
 {
-	return atomic_load_explicit(&pool.count, memory_order_relaxed);
+	pthread_once(&atfork_once, workers_register_atfork);
+	*p = (sp_workers){ 0 };
+	p->fork_gen = atomic_load_explicit(&fork_gen, memory_order_relaxed);
+	p->retry.fire = retry_fire;
+	p->retry.idx = -1;
+	p->retry_backoff_ns = RETRY_MIN_NS;
 }
 
-static inline void set_qcount(uint32_t n)
+/* In a fork child: the parent's threads (and their items) do not exist here. */
+static void check_fork(sp_workers *p)
 {
-	atomic_store_explicit(&pool.count, n, memory_order_relaxed);
+	uint64_t gen = atomic_load_explicit(&fork_gen, memory_order_relaxed);
+	if (SP_LIKELY(p->fork_gen == gen))
+		return;
+	sp_work *ring = p->ring;
+	uint32_t cap = p->cap;
+	sp_workers_init(p); /* the workers' records are the parent's: left alone */
+	p->ring = ring;
+	p->cap = cap;
+}
+
+static inline uint32_t qcount(sp_workers *p)
+{
+	return atomic_load_explicit(&p->count, memory_order_relaxed);
+}
+
+static inline void set_qcount(sp_workers *p, uint32_t n)
+{
+	atomic_store_explicit(&p->count, n, memory_order_relaxed);
+}
+
+static inline int real_searchers(const sp_workers *p)
+{
+	return p->nsearching - p->ncreating;
 }
 
 /* Under the lock: room for one more item, or false (ENOMEM). */
-static bool ring_reserve(void)
+static bool ring_reserve(sp_workers *p)
 {
-	uint32_t n = qcount();
-	if (n < pool.cap)
+	uint32_t n = qcount(p);
+	if (n < p->cap)
 		return true;
-	uint32_t cap = pool.cap ? pool.cap * 2 : 64;
+	uint32_t cap = p->cap ? p->cap * 2 : 64;
 	sp_tsan_ignore_begin(); /* internal memory: see sanitizer_ignore.h */
 	sp_work *r = malloc((size_t)cap * sizeof *r);
 	sp_tsan_ignore_end();
 	if (!r)
 		return false;
 	for (uint32_t i = 0; i < n; i++) {
-		sp_work *from = &pool.ring[(pool.head + i) % pool.cap];
+		sp_work *from = &p->ring[(p->head + i) % p->cap];
 		/* Carry each queued item's release over to its new slot (TSan). */
 		sp_tsan_acquire(from);
 		r[i] = *from;
 		sp_tsan_release(&r[i]);
 	}
 	sp_tsan_ignore_begin();
-	free(pool.ring);
+	free(p->ring);
 	sp_tsan_ignore_end();
-	pool.ring = r;
-	pool.cap = cap;
-	pool.head = 0;
+	p->ring = r;
+	p->cap = cap;
+	p->head = 0;
 	return true;
 }
 
-/*
- * Under the lock: takes the oldest live item, skipping withdrawn ones
- * (run == NULL, see sp_workers_submit); false if there is none.
- */
-static bool dequeue(sp_work *out)
+/* Under the lock, after ring_reserve: appends *w. */
+static void enqueue(sp_workers *p, const sp_work *w)
 {
-	while (qcount() > 0) {
-		*out = pool.ring[pool.head];
-		/* The submitter's effects (sp_workers_submit released on the slot). */
-		sp_tsan_acquire(&pool.ring[pool.head]);
-		pool.head = (pool.head + 1) % pool.cap;
-		pool.taken++;
-		set_qcount(qcount() - 1);
-		if (out->run)
-			return true;
-	}
-	return false;
+	uint32_t n = qcount(p);
+	sp_work *slot = &p->ring[(p->head + n) % p->cap];
+	/*
+	 * What the submitter did happens before run: announced on the slot,
+	 * which stays put until a worker takes the item (a grown ring is a
+	 * new array, taken from its new slots).
+	 */
+	sp_tsan_release(slot);
+	*slot = *w;
+	set_qcount(p, n + 1);
 }
 
-static void idle_remove(struct worker *w)
+/* Under the lock: takes the oldest item; false if there is none. */
+static bool dequeue(sp_workers *p, sp_work *out)
+{
+	if (qcount(p) == 0)
+		return false;
+	*out = p->ring[p->head];
+	sp_tsan_acquire(&p->ring[p->head]); /* the submitter's effects */
+	p->head = (p->head + 1) % p->cap;
+	p->taken++;
+	set_qcount(p, qcount(p) - 1);
+	return true;
+}
+
+static void idle_remove(sp_workers *p, struct sp_worker *w)
 {
 	if (w->prev)
 		w->prev->next = w->next;
 	else
-		pool.idle_head = w->next;
+		p->idle_head = w->next;
 	if (w->next)
 		w->next->prev = w->prev;
 	else
-		pool.idle_tail = w->prev;
+		p->idle_tail = w->prev;
 	w->next = w->prev = NULL;
 	w->on_list = false;
-	pool.nidle--;
+	p->nidle--;
+}
+
+static void idle_push(sp_workers *p, struct sp_worker *w)
+{
+	atomic_store_explicit(&w->word, W_AWAKE, memory_order_relaxed);
+	w->prev = NULL;
+	w->next = p->idle_head;
+	if (p->idle_head)
+		p->idle_head->prev = w;
+	else
+		p->idle_tail = w;
+	p->idle_head = w;
+	w->on_list = true;
+	p->nidle++;
+}
+
+/* Under the lock: takes the most recently idle worker as a searcher. */
+static struct worker_claim {
+	struct sp_worker *wake;
+	bool create;
+} claim_searcher(sp_workers *p)
+{
+	struct worker_claim c = { NULL, false };
+	p->nsearching++;
+	c.wake = p->idle_head;
+	if (c.wake) {
+		idle_remove(p, c.wake);
+	} else {
+		p->ncreating++;
+		c.create = true;
+	}
+	return c;
+}
+
+/* Outside the lock: hands a claimed idle worker its claim. */
+static void wake_claimed(struct sp_worker *k)
+{
+	if (atomic_exchange_explicit(&k->word, W_CLAIMED, memory_order_release) == W_PARKED)
+		sp_park_wake_one(&k->word);
 }
 
 /*
- * Under the lock: make one more searcher.  Returns the idle worker to wake,
- * or NULL with *spawn set when a thread must be created.
+ * Under the lock: if items are queued with no real searcher, claim an idle
+ * worker for them (returned, to wake) or arm the retry timer.
  */
-static struct worker *claim_searcher(bool *spawn)
+static struct sp_worker *rescue_locked(sp_workers *p)
 {
-	pool.nsearching++;
-	struct worker *k = pool.idle_head;
-	if (k)
-		idle_remove(k);
-	else
-		*spawn = true;
-	return k;
+	if (p->closing || qcount(p) == 0 || real_searchers(p) > 0)
+		return NULL;
+	if (p->idle_head) {
+		struct sp_worker *k = p->idle_head;
+		p->nsearching++;
+		idle_remove(p, k);
+		return k;
+	}
+	if (p->retry_state == RETRY_IDLE) {
+		p->retry.when = sp_now_ns() + p->retry_backoff_ns;
+		p->retry_state = RETRY_ARMED;
+		if (sp_timer_add(&p->retry) != 0)
+			p->retry_state = RETRY_IDLE; /* nothing left to try with */
+	}
+	return NULL;
 }
 
 static void *worker_main(void *arg);
 
-/* Creates a worker thread, which starts as a searcher. */
-static int spawn_thread(void)
+/*
+ * Under the lock: a creation is over - by the new thread, first thing
+ * (only a thread that runs can settle its own success, so a pending one is
+ * never mistaken for a searcher that already left), or by its creator after
+ * a failure.  Returns an idle worker to wake for stranded items, if any.
+ */
+static struct sp_worker *creation_settled(sp_workers *p)
 {
-	pthread_once(&atfork_once, workers_register_atfork);
-	pthread_attr_t attr;
-	sigset_t all, old;
-	pthread_t t;
-	if (pthread_attr_init(&attr) != 0)
-		return ENOMEM;
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	/* Workers inherit a fully blocked mask: signals go to the application's threads. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	int err = pthread_create(&t, &attr, worker_main, NULL);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	pthread_attr_destroy(&attr);
-	return err == 0 ? 0 : err == EAGAIN ? EAGAIN : ENOMEM;
+	p->ncreating--;
+	if (p->creation_waiters > 0) {
+		atomic_fetch_add_explicit(&p->created_word, 1, memory_order_relaxed);
+		sp_park_wake_all(&p->created_word);
+	}
+	return rescue_locked(p);
 }
 
-/* Outside the lock: start the searcher claim_searcher chose. */
-static int start_searcher(struct worker *k, bool spawn)
+/* Joins the threads that left on idle timeout. */
+static void reap_exited(sp_workers *p)
 {
-	if (k) {
-		if (atomic_exchange_explicit(&k->word, W_CLAIMED, memory_order_release) == W_PARKED)
-			sp_park_wake_one(&k->word);
-		return 0;
+	struct sp_worker *dead = NULL;
+	sp_ilock_lock(&p->lock);
+	if (p->nexited > 0) {
+		for (struct sp_worker **pp = &p->all; *pp;) {
+			struct sp_worker *w = *pp;
+			if (w->exited) {
+				*pp = w->all_next;
+				w->all_next = dead;
+				dead = w;
+			} else {
+				pp = &w->all_next;
+			}
+		}
+		p->nexited = 0;
 	}
-	if (!spawn)
-		return 0;
-	int err = spawn_thread();
-	if (err) {
-		/*
-		 * Out of threads: items already queued wait for a running
-		 * worker to finish (each finishing worker searches).
-		 */
-		sp_ilock_lock(&pool.lock);
-		pool.nsearching--;
-		sp_ilock_unlock(&pool.lock);
+	sp_ilock_unlock(&p->lock);
+	while (dead) {
+		struct sp_worker *w = dead;
+		dead = w->all_next;
+		pthread_join(w->tid, NULL);
+		sp_tsan_ignore_begin();
+		free(w);
+		sp_tsan_ignore_end();
 	}
+}
+
+/*
+ * Creates the thread claim_searcher counted (in nsearching and ncreating);
+ * it starts as a searcher and settles the creation itself.  On failure the
+ * count is undone here and items left without a searcher are rescued.
+ * Either way, submits waiting for the outcome are woken.
+ */
+static int create_thread(sp_workers *p)
+{
+	reap_exited(p);
+	int err = ENOMEM;
+	sp_tsan_ignore_begin();
+	struct sp_worker *w = calloc(1, sizeof *w);
+	sp_tsan_ignore_end();
+	pthread_attr_t attr;
+	if (w && pthread_attr_init(&attr) == 0) {
+		w->pool = p;
+		sp_ilock_lock(&p->lock);
+		w->all_next = p->all;
+		p->all = w;
+		sp_ilock_unlock(&p->lock);
+		/* Workers inherit a fully blocked mask: signals go to the application's threads. */
+		sigset_t all, old;
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		err = sp_workers_create_thread(&w->tid, &attr, worker_main, w);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		pthread_attr_destroy(&attr);
+		if (err)
+			err = err == EAGAIN ? EAGAIN : ENOMEM;
+	}
+	if (!err)
+		return 0; /* the thread settles the count itself (creation_settled) */
+	sp_ilock_lock(&p->lock);
+	p->nsearching--;
+	if (w && w->pool) {
+		struct sp_worker **pp = &p->all;
+		while (*pp != w)
+			pp = &(*pp)->all_next;
+		*pp = w->all_next;
+	}
+	struct sp_worker *k = creation_settled(p);
+	sp_ilock_unlock(&p->lock);
+	if (k)
+		wake_claimed(k);
+	sp_tsan_ignore_begin();
+	free(w);
+	sp_tsan_ignore_end();
 	return err;
+}
+
+/* On the timer thread: items sit with no searcher after a failed creation. */
+static void retry_fire(sp_timer *t)
+{
+	sp_workers *p = (sp_workers *)((char *)t - offsetof(sp_workers, retry));
+	struct worker_claim c = { NULL, false };
+	sp_ilock_lock(&p->lock);
+	p->retry_state = RETRY_FIRING;
+	if (!p->closing && qcount(p) > 0 && real_searchers(p) == 0)
+		c = claim_searcher(p);
+	sp_ilock_unlock(&p->lock);
+	int err = 0;
+	if (c.wake)
+		wake_claimed(c.wake);
+	else if (c.create)
+		err = create_thread(p);
+	sp_ilock_lock(&p->lock);
+	p->retry_state = RETRY_IDLE;
+	if (err) {
+		p->retry_backoff_ns *= 2;
+		if (p->retry_backoff_ns > RETRY_MAX_NS)
+			p->retry_backoff_ns = RETRY_MAX_NS;
+	} else {
+		p->retry_backoff_ns = RETRY_MIN_NS;
+	}
+	/*
+	 * Items may have been stranded while this fire ran (by this creation
+	 * failing, or by another worker's: rescue_locked does not arm a
+	 * firing timer) - this check, under the lock, catches both.
+	 */
+	struct sp_worker *k = rescue_locked(p);
+	if (k)
+		wake_claimed(k);
+	/* fini may wait for this fire to end; woken under the lock, p stays valid. */
+	atomic_fetch_add_explicit(&p->retry_word, 1, memory_order_relaxed);
+	sp_park_wake_all(&p->retry_word);
+	sp_ilock_unlock(&p->lock);
 }
 
 static int max_spinners(void)
@@ -227,11 +417,11 @@ static int max_spinners(void)
 }
 
 /*
- * Searching: returns true with an item (and the searcher to start, if the
- * queue still holds items and nobody else searches), or false once self
- * went idle (on the idle list, no longer searching).
+ * Searching: GOT_ITEM with *out (and *next, an idle worker to wake if the
+ * queue still holds items and no other real searcher exists), WENT_IDLE once
+ * self is on the idle list, or MUST_EXIT when fini runs.
  */
-static bool search(struct worker *self, sp_work *out, struct worker **next, bool *spawn)
+static int search(sp_workers *p, struct sp_worker *self, sp_work *out, struct sp_worker **next)
 {
 	/*
 	 * Spin on the queue for a few microseconds before going idle, but
@@ -240,52 +430,47 @@ static bool search(struct worker *self, sp_work *out, struct worker **next, bool
 	 */
 	int rounds = 0;
 	if (sp_spin_limit() > 0) {
-		int n = atomic_fetch_add_explicit(&pool.nspinning, 1, memory_order_relaxed);
+		int n = atomic_fetch_add_explicit(&p->nspinning, 1, memory_order_relaxed);
 		if (n < max_spinners())
 			rounds = 8;
 		else
-			atomic_fetch_sub_explicit(&pool.nspinning, 1, memory_order_relaxed);
+			atomic_fetch_sub_explicit(&p->nspinning, 1, memory_order_relaxed);
 	}
 	bool spinning = rounds > 0;
+	int r;
 	for (;;) {
-		if (qcount() == 0 && rounds > 0) {
-			sp_spin_while_eq(&pool.count, 0);
-			if (--rounds > 0 && qcount() == 0)
+		if (qcount(p) == 0 && rounds > 0) {
+			sp_spin_while_eq(&p->count, 0);
+			if (--rounds > 0 && qcount(p) == 0)
 				continue;
 		}
-		sp_ilock_lock(&pool.lock);
-		if (dequeue(out)) {
-			pool.nsearching--;
-			if (qcount() > 0 && pool.nsearching == 0)
-				*next = claim_searcher(spawn);
-			sp_ilock_unlock(&pool.lock);
-			if (spinning)
-				atomic_fetch_sub_explicit(&pool.nspinning, 1, memory_order_relaxed);
-			return true;
+		sp_ilock_lock(&p->lock);
+		if (dequeue(p, out)) {
+			p->nsearching--;
+			*next = rescue_locked(p); /* the items left behind */
+			r = GOT_ITEM;
+			break;
 		}
-		if (rounds == 0) {
-			pool.nsearching--;
-			atomic_store_explicit(&self->word, W_AWAKE, memory_order_relaxed);
-			self->prev = NULL;
-			self->next = pool.idle_head;
-			if (pool.idle_head)
-				pool.idle_head->prev = self;
-			else
-				pool.idle_tail = self;
-			pool.idle_head = self;
-			self->on_list = true;
-			pool.nidle++;
-			sp_ilock_unlock(&pool.lock);
-			if (spinning)
-				atomic_fetch_sub_explicit(&pool.nspinning, 1, memory_order_relaxed);
-			return false;
+		if (rounds == 0 || p->closing) {
+			p->nsearching--;
+			if (p->closing) {
+				r = MUST_EXIT;
+			} else {
+				idle_push(p, self);
+				r = WENT_IDLE;
+			}
+			break;
 		}
-		sp_ilock_unlock(&pool.lock);
+		sp_ilock_unlock(&p->lock);
 	}
+	sp_ilock_unlock(&p->lock);
+	if (spinning)
+		atomic_fetch_sub_explicit(&p->nspinning, 1, memory_order_relaxed);
+	return r;
 }
 
 /* Idle: true once claimed (search again), false if the thread should exit. */
-static bool idle_wait(struct worker *self)
+static bool idle_wait(sp_workers *p, struct sp_worker *self)
 {
 	int64_t deadline = sp_now_ns() + SP_WORKER_IDLE_NS;
 	uint32_t s = W_AWAKE;
@@ -294,11 +479,14 @@ static bool idle_wait(struct worker *self)
 							    memory_order_acquire, memory_order_acquire) ||
 		    s == W_PARKED) {
 			if (sp_park_wait(&self->word, W_PARKED, deadline) == ETIMEDOUT) {
-				sp_ilock_lock(&pool.lock);
+				sp_ilock_lock(&p->lock);
 				bool leave = self->on_list;
-				if (leave)
-					idle_remove(self);
-				sp_ilock_unlock(&pool.lock);
+				if (leave) {
+					idle_remove(p, self);
+					self->exited = true;
+					p->nexited++;
+				}
+				sp_ilock_unlock(&p->lock);
 				if (leave)
 					return false;
 				deadline = -1; /* claimed: the wake is on its way */
@@ -307,69 +495,117 @@ static bool idle_wait(struct worker *self)
 		}
 		if (s == W_CLAIMED)
 			return true;
+		if (s == W_EXIT)
+			return false;
 	}
 }
 
 static void *worker_main(void *arg)
 {
-	(void)arg;
-	struct worker self = { 0 };
+	struct sp_worker *self = arg;
+	sp_workers *p = self->pool;
+	pthread_setname_np(pthread_self(), "sp-worker");
+	sp_ilock_lock(&p->lock);
+	struct sp_worker *k = creation_settled(p); /* counted as searching by the creator */
+	sp_ilock_unlock(&p->lock);
+	if (k)
+		wake_claimed(k);
 	for (;;) {
 		sp_work w;
-		struct worker *next = NULL;
-		bool spawn = false;
-		if (!search(&self, &w, &next, &spawn)) {
-			if (!idle_wait(&self))
+		struct sp_worker *next = NULL;
+		int r = search(p, self, &w, &next);
+		if (r == MUST_EXIT)
+			return NULL;
+		if (r == WENT_IDLE) {
+			if (!idle_wait(p, self))
 				return NULL;
 			continue;
 		}
-		if (next || spawn)
-			start_searcher(next, spawn);
+		if (next)
+			wake_claimed(next);
 		w.run(&w);
 		/* Search again - counted before `after` unblocks new work. */
-		sp_ilock_lock(&pool.lock);
-		pool.nsearching++;
-		sp_ilock_unlock(&pool.lock);
+		sp_ilock_lock(&p->lock);
+		p->nsearching++;
+		sp_ilock_unlock(&p->lock);
 		if (w.after)
 			w.after(&w);
 	}
 }
 
-int sp_workers_submit(const sp_work *w)
+int sp_workers_submit(sp_workers *p, const sp_work *w)
 {
-	struct worker *k = NULL;
-	bool spawn = false;
-	sp_ilock_lock(&pool.lock);
-	if (!ring_reserve()) {
-		sp_ilock_unlock(&pool.lock);
-		return ENOMEM;
+	check_fork(p);
+	sp_ilock_lock(&p->lock);
+	for (;;) {
+		if (!ring_reserve(p)) {
+			sp_ilock_unlock(&p->lock);
+			return ENOMEM;
+		}
+		if (real_searchers(p) > 0) {
+			enqueue(p, w);
+			sp_ilock_unlock(&p->lock);
+			return 0;
+		}
+		if (p->idle_head) {
+			struct worker_claim c = claim_searcher(p);
+			enqueue(p, w);
+			sp_ilock_unlock(&p->lock);
+			wake_claimed(c.wake);
+			return 0;
+		}
+		if (p->ncreating > 0) {
+			/* Its thread may yet fail to start: wait for the outcome. */
+			uint32_t seen = atomic_load_explicit(&p->created_word, memory_order_relaxed);
+			p->creation_waiters++;
+			sp_ilock_unlock(&p->lock);
+			sp_park_wait(&p->created_word, seen, -1);
+			sp_ilock_lock(&p->lock);
+			p->creation_waiters--;
+			continue;
+		}
+		claim_searcher(p); /* no idle worker: counts a thread to create */
+		sp_ilock_unlock(&p->lock);
+		int err = create_thread(p);
+		if (err)
+			return err;
+		sp_ilock_lock(&p->lock);
 	}
-	uint32_t n = qcount();
-	uint64_t seq = pool.taken + n; /* this item's sequence number */
-	sp_work *slot = &pool.ring[(pool.head + n) % pool.cap];
-	/*
-	 * What the submitter did happens before run: announced on the slot,
-	 * which stays put until a worker takes the item (a grown ring is a
-	 * new array, taken from its new slots).
-	 */
-	sp_tsan_release(slot);
-	*slot = *w;
-	set_qcount(n + 1);
-	if (pool.nsearching == 0)
-		k = claim_searcher(&spawn);
-	sp_ilock_unlock(&pool.lock);
+}
 
-	int err = start_searcher(k, spawn);
-	if (!err)
-		return 0;
-	/*
-	 * No thread for it: withdraw the item (a tombstone, so the positions
-	 * of later items stay put) unless a worker already took it.
-	 */
-	sp_ilock_lock(&pool.lock);
-	bool queued = seq >= pool.taken;
-	if (queued)
-		pool.ring[(pool.head + (uint32_t)(seq - pool.taken)) % pool.cap].run = NULL;
-	sp_ilock_unlock(&pool.lock);
-	return queued ? err : 0;
+void sp_workers_fini(sp_workers *p)
+{
+	check_fork(p);
+	sp_ilock_lock(&p->lock);
+	p->closing = true;
+	if (p->retry_state == RETRY_ARMED && sp_timer_remove(&p->retry))
+		p->retry_state = RETRY_IDLE;
+	while (p->retry_state != RETRY_IDLE) {
+		/* The timer thread took it: wait until its fire is over. */
+		uint32_t seen = atomic_load_explicit(&p->retry_word, memory_order_relaxed);
+		sp_ilock_unlock(&p->lock);
+		sp_park_wait(&p->retry_word, seen, -1);
+		sp_ilock_lock(&p->lock);
+	}
+	while (p->idle_head)
+		idle_remove(p, p->idle_head);
+	struct sp_worker *all = p->all;
+	p->all = NULL;
+	sp_ilock_unlock(&p->lock);
+	/* Idle ones exit when told; searchers see `closing` once the queue is empty. */
+	for (struct sp_worker *w = all; w; w = w->all_next)
+		if (!w->exited && atomic_exchange_explicit(&w->word, W_EXIT, memory_order_release) == W_PARKED)
+			sp_park_wake_one(&w->word);
+	while (all) {
+		struct sp_worker *w = all;
+		all = w->all_next;
+		pthread_join(w->tid, NULL);
+		sp_tsan_ignore_begin();
+		free(w);
+		sp_tsan_ignore_end();
+	}
+	sp_tsan_ignore_begin();
+	free(p->ring);
+	sp_tsan_ignore_end();
+	p->ring = NULL;
 }

@@ -3,13 +3,16 @@
 #include "syncpool/ctx.h"
 #include "syncpool/errgroup.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common.h"
+#include "workers.h"
 
 static int ret_code(void *arg)
 {
@@ -356,6 +359,232 @@ START_TEST(test_errgroup_destroy_joins)
 }
 END_TEST
 
+/*
+ * Thread creation failing (injected through sp_workers_create_thread): a
+ * go() either returns an error or its task starts at once, even while every
+ * other task blocks - never 0 with the task stranded behind a thread that
+ * then failed to start.
+ */
+enum { CREATE_OK, CREATE_FAIL, CREATE_FAIL_FIRST_WAITS, CREATE_FAIL_ODD, CREATE_FAIL_UNTIL_RELEASE };
+static _Atomic int create_mode;
+static _Atomic int create_calls, create_in_hook, create_release;
+static int create_hook(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *), void *arg)
+{
+	int mode = atomic_load(&create_mode);
+	if (mode == CREATE_OK)
+		return pthread_create(t, a, fn, arg);
+	int n = atomic_fetch_add(&create_calls, 1);
+	if (mode == CREATE_FAIL_ODD && n % 2 == 0)
+		return pthread_create(t, a, fn, arg);
+	if (mode == CREATE_FAIL_UNTIL_RELEASE && atomic_load(&create_release))
+		return pthread_create(t, a, fn, arg);
+	if (mode == CREATE_FAIL_FIRST_WAITS && n == 0) {
+		/* Hold this creation's outcome until the test says so. */
+		atomic_store(&create_in_hook, 1);
+		int64_t end = sptest_now_ns() + SPTEST_S(5);
+		while (!atomic_load(&create_release) && sptest_now_ns() < end)
+			sptest_sleep_ns(100000);
+	}
+	return EAGAIN;
+}
+
+static _Atomic int gate_open, gate_started, gate_finished;
+static int gate_task(void *arg)
+{
+	(void)arg;
+	atomic_fetch_add(&gate_started, 1);
+	int64_t end = sptest_now_ns() + SPTEST_S(20);
+	while (!atomic_load(&gate_open) && sptest_now_ns() < end)
+		sptest_sleep_ns(200000);
+	atomic_fetch_add(&gate_finished, 1);
+	return atomic_load(&gate_open) ? 0 : ETIMEDOUT;
+}
+
+/* Every task whose go() returned 0 starts within a bounded time. */
+static void expect_started(int n)
+{
+	int64_t end = sptest_now_ns() + SPTEST_S(3);
+	while (atomic_load(&gate_started) < n && sptest_now_ns() < end)
+		sptest_sleep_ns(200000);
+	int started = atomic_load(&gate_started);
+	ck_assert_msg(started == n, "%d of %d accepted tasks started", started, n);
+}
+
+/* Starts gate tasks with creation failing until a go() fails: no worker is spare or idle. */
+static int exhaust_workers(sp_errgroup *g)
+{
+	atomic_store(&create_mode, CREATE_FAIL);
+	int ok = 0;
+	for (; ok < 4096; ok++)
+		if (sp_errgroup_go(g, gate_task, NULL) != 0)
+			break;
+	ck_assert_int_lt(ok, 4096);
+	expect_started(ok);
+	return ok;
+}
+
+static void finish_gate_tasks(sp_errgroup *g, int ok)
+{
+	atomic_store(&create_mode, CREATE_OK);
+	atomic_store(&gate_open, 1);
+	ck_assert_int_eq(sp_errgroup_wait(g), 0);
+	ck_assert_int_eq(atomic_load(&gate_finished), ok);
+	/* Creation works again: the group is usable. */
+	ck_assert_int_eq(sp_errgroup_go(g, ret_code, NULL), 0);
+	ck_assert_int_eq(sp_errgroup_wait(g), 0);
+	sp_errgroup_destroy(g);
+	sp_workers_create_thread = pthread_create;
+}
+
+static sp_errgroup *race_g;
+static void *race_go(void *arg)
+{
+	(void)arg;
+	return (void *)(intptr_t)sp_errgroup_go(race_g, gate_task, NULL);
+}
+
+/*
+ * The reviewer's interleaving: S1 finds nobody to run its task and creates
+ * a thread; S2 submits while that creation is pending; the creation fails.
+ * S2 must not have been told 0 on the strength of S1's thread.
+ */
+START_TEST(test_errgroup_create_fails_while_pending)
+{
+	sp_workers_create_thread = create_hook;
+	race_g = sp_errgroup_create(NULL, NULL);
+	int ok = exhaust_workers(race_g);
+	atomic_store(&create_calls, 0);
+	atomic_store(&create_mode, CREATE_FAIL_FIRST_WAITS);
+	pthread_t s1;
+	ck_assert_int_eq(pthread_create(&s1, NULL, race_go, NULL), 0);
+	int64_t end = sptest_now_ns() + SPTEST_S(5);
+	while (!atomic_load(&create_in_hook) && sptest_now_ns() < end)
+		sptest_sleep_ns(100000);
+	ck_assert(atomic_load(&create_in_hook));
+	int r2 = sp_errgroup_go(race_g, gate_task, NULL); /* S2, S1's creation pending */
+	atomic_store(&create_release, 1);
+	void *r1;
+	ck_assert(sptest_join_within(s1, SPTEST_S(10), &r1));
+	ck_assert_int_eq((int)(intptr_t)r1, EAGAIN);
+	ck_assert(r2 == 0 || r2 == EAGAIN);
+	ok += r2 == 0;
+	expect_started(ok);
+	finish_gate_tasks(race_g, ok);
+}
+END_TEST
+
+/* Many submitters while every other creation fails: each success starts. */
+enum { FAIL_SUBMITTERS = 8, FAIL_PER_SUBMITTER = 16 };
+static _Atomic int fail_ok, fail_bad;
+static void *fail_submitter(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < FAIL_PER_SUBMITTER; i++) {
+		int r = sp_errgroup_go(race_g, gate_task, NULL);
+		if (r == 0)
+			atomic_fetch_add(&fail_ok, 1);
+		else if (r != EAGAIN)
+			atomic_fetch_add(&fail_bad, 1);
+	}
+	return NULL;
+}
+
+START_TEST(test_errgroup_create_fails_concurrent)
+{
+	sp_workers_create_thread = create_hook;
+	race_g = sp_errgroup_create(NULL, NULL);
+	int ok = exhaust_workers(race_g);
+	atomic_store(&create_mode, CREATE_FAIL_ODD);
+	sptest_run_threads(FAIL_SUBMITTERS, fail_submitter, NULL, 0, SPTEST_S(20));
+	ck_assert_int_eq(atomic_load(&fail_bad), 0);
+	ok += atomic_load(&fail_ok);
+	ck_assert_int_gt(atomic_load(&fail_ok), 0);
+	ck_assert_int_lt(atomic_load(&fail_ok), FAIL_SUBMITTERS * FAIL_PER_SUBMITTER);
+	expect_started(ok);
+	finish_gate_tasks(race_g, ok);
+}
+END_TEST
+
+/*
+ * A worker takes an item and leaves another behind while no thread can be
+ * created for it: both go() calls returned 0, so the second task must start
+ * as soon as creation works again (the retry timer), not when the first
+ * task - blocked here until the test ends - finishes.
+ */
+START_TEST(test_errgroup_create_fails_in_chain)
+{
+	sp_workers_create_thread = create_hook;
+	race_g = sp_errgroup_create(NULL, NULL);
+	/* One worker thread, parked idle: waking it takes longer than two go()s. */
+	ck_assert_int_eq(sp_errgroup_go(race_g, ret_code, NULL), 0);
+	ck_assert_int_eq(sp_errgroup_wait(race_g), 0);
+	sptest_sleep_ns(SPTEST_MS(20));
+	atomic_store(&create_mode, CREATE_FAIL_UNTIL_RELEASE);
+	int ra = sp_errgroup_go(race_g, gate_task, NULL);
+	int rb = sp_errgroup_go(race_g, gate_task, NULL);
+	ck_assert_int_eq(ra, 0);
+	ck_assert(rb == 0 || rb == EAGAIN); /* EAGAIN: the worker took A before B came */
+	int ok = 1 + (rb == 0);
+	if (rb == 0) {
+		/* B waits for a thread: creation keeps failing for a while. */
+		sptest_sleep_ns(SPTEST_MS(30));
+		int calls = atomic_load(&create_calls);
+		ck_assert_msg(calls >= 2, "%d creation attempts: no retry after the chain's", calls);
+		atomic_store(&create_release, 1);
+	}
+	if (getenv("SPTEST_VERBOSE"))
+		fprintf(stderr, "errgroup: chain case %s, %d creation attempts\n",
+			rb == 0 ? "hit" : "missed", atomic_load(&create_calls));
+	expect_started(ok);
+	finish_gate_tasks(race_g, ok);
+}
+END_TEST
+
+/* This process's threads named `name` (the library names its threads). */
+static int count_threads(const char *name)
+{
+	DIR *d = opendir("/proc/self/task");
+	ck_assert_ptr_nonnull(d);
+	int n = 0;
+	for (struct dirent *e; (e = readdir(d)) != NULL;) {
+		if (e->d_name[0] == '.')
+			continue;
+		char path[300], comm[32] = "";
+		snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+		FILE *f = fopen(path, "r");
+		if (f) {
+			if (fgets(comm, sizeof comm, f))
+				comm[strcspn(comm, "\n")] = 0;
+			fclose(f);
+		}
+		n += strcmp(comm, name) == 0;
+	}
+	closedir(d);
+	return n;
+}
+
+/* Threads are the group's own: destroy joins every one of them. */
+START_TEST(test_errgroup_destroy_joins_threads)
+{
+	enum { N = 16 };
+	ck_assert_int_eq(count_threads("sp-worker"), 0);
+	sp_errgroup *g = sp_errgroup_create(NULL, NULL);
+	atomic_store(&rendezvous, 0);
+	for (int i = 0; i < N; i++)
+		ck_assert_int_eq(sp_errgroup_go(g, meet_task, (void *)(intptr_t)N), 0);
+	ck_assert_int_eq(sp_errgroup_wait(g), 0);
+	int during = count_threads("sp-worker");
+	ck_assert_int_ge(during, N); /* N tasks met: N threads at once */
+	sp_errgroup_destroy(g);
+	/* A joined thread may linger in /proc for a moment after its exit. */
+	int64_t end = sptest_now_ns() + SPTEST_S(2);
+	int after;
+	while ((after = count_threads("sp-worker")) != 0 && sptest_now_ns() < end)
+		sptest_sleep_ns(SPTEST_MS(1));
+	ck_assert_msg(after == 0, "%d worker threads left after destroy (%d during)", after, during);
+}
+END_TEST
+
 static Suite *errgroup_suite(void)
 {
 	Suite *s = suite_create("errgroup");
@@ -372,6 +601,10 @@ static Suite *errgroup_suite(void)
 	tcase_add_test(tc, test_errgroup_nested);
 	tcase_add_test(tc, test_errgroup_many_groups);
 	tcase_add_test(tc, test_errgroup_destroy_joins);
+	tcase_add_test(tc, test_errgroup_create_fails_while_pending);
+	tcase_add_test(tc, test_errgroup_create_fails_concurrent);
+	tcase_add_test(tc, test_errgroup_create_fails_in_chain);
+	tcase_add_test(tc, test_errgroup_destroy_joins_threads);
 	suite_add_tcase(s, tc);
 	TCase *td = tcase_create("death");
 	tcase_set_timeout(td, 10);

@@ -10,10 +10,13 @@
  *	sp_errgroup_destroy(g);
  *
  * Every task started by go/try_go runs at once, as a goroutine would (tasks
- * may wait for each other): on an idle thread of the library's internal
- * worker threads, or on a new one when all are busy.  Those threads are
- * shared by every group and reused from task to task (not one pthread per
- * task); an idle one exits after a few seconds without work.
+ * may wait for each other): on an idle thread of the group's own worker
+ * threads, or on a new one when all are busy.  Those threads are reused from
+ * task to task (not one pthread per task: a burst of tiny tasks is drained
+ * by the threads already running), an idle one exits after a few seconds
+ * without work, and sp_errgroup_destroy joins them all - after destroy the
+ * group has no thread left.  A group with no task running at fork() can be
+ * used in the child.
  *
  * Memory ordering: everything a task did happens before sp_errgroup_wait
  * (and destroy) return; everything before go/try_go happens before the task
@@ -76,8 +79,9 @@ bool sp_errgroup_try_go(sp_errgroup *g, int (*fn)(void *arg), void *arg);
 int sp_errgroup_wait(sp_errgroup *g);
 
 /*
- * Waits for every task still running (as wait does), releases the group's
- * context and frees the group.  g may be NULL.
+ * Waits for every task still running (as wait does), joins the group's
+ * threads, releases the group's context and frees the group.  g may be NULL.
+ * Not from one of the group's own tasks (it would wait for itself).
  */
 void sp_errgroup_destroy(sp_errgroup *g);
 
