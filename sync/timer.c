@@ -108,6 +108,35 @@ static void *timer_main(void *arg)
 	return NULL;
 }
 
+/*
+ * fork(): the heap is consistent in the child (the lock is held across the
+ * fork), but the thread does not exist there; the next sp_timer_add in the
+ * child starts one, which then serves every armed timer.
+ */
+static void timer_atfork_prepare(void)
+{
+	sp_ilock_lock(&T.lock);
+}
+
+static void timer_atfork_parent(void)
+{
+	sp_ilock_unlock(&T.lock);
+}
+
+static void timer_atfork_child(void)
+{
+	atomic_store_explicit(&T.lock.v, 0, memory_order_relaxed);
+	T.started = false;
+	T.sleep_until = INT64_MIN;
+}
+
+static void timer_register_atfork(void)
+{
+	pthread_atfork(timer_atfork_prepare, timer_atfork_parent, timer_atfork_child);
+}
+
+static pthread_once_t timer_atfork_once = PTHREAD_ONCE_INIT;
+
 /* Starts the thread with every signal blocked (lock held). */
 static int timer_start(void)
 {
@@ -134,6 +163,7 @@ int sp_timer_add(sp_timer *t)
 {
 	bool wake = false;
 
+	pthread_once(&timer_atfork_once, timer_register_atfork);
 	sp_tsan_release(t); /* for the timer thread, before fire */
 	sp_ilock_lock(&T.lock);
 	if (!T.started) {

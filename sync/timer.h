@@ -11,7 +11,9 @@
  *
  * fire(t) runs on the timer thread with no lock held, after t was taken off
  * the heap; whoever takes a timer off the heap (the timer thread, or a
- * successful sp_timer_remove) owns what it stands for.  Not fork-safe.
+ * successful sp_timer_remove) owns what it stands for.  After fork() the
+ * child has no timer thread; its first sp_timer_add starts one, which then
+ * serves the timers armed before the fork too.
  */
 #ifndef SP_SYNC_TIMER_H
 #define SP_SYNC_TIMER_H

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "common.h"
 #include "workers.h"
@@ -585,6 +587,46 @@ START_TEST(test_errgroup_destroy_joins_threads)
 }
 END_TEST
 
+/* A group with no task running at fork() works in the child (its threads do not exist there). */
+START_TEST(test_errgroup_after_fork)
+{
+	/*
+	 * The sanitizers cannot start threads in the child of a threaded
+	 * process: TSan refuses, ASan's allocator lock may be held by a
+	 * thread of the parent (seen: the child's new thread hangs in it).
+	 */
+	if (SP_TSAN || SP_ASAN)
+		return;
+	sp_errgroup *g = sp_errgroup_create(NULL, NULL);
+	for (int i = 0; i < 8; i++)
+		ck_assert_int_eq(sp_errgroup_go(g, ret_code, NULL), 0);
+	ck_assert_int_eq(sp_errgroup_wait(g), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		atomic_store(&rendezvous, 0);
+		int bad = 0;
+		for (int i = 0; i < 4; i++)
+			bad |= sp_errgroup_go(g, meet_task, (void *)(intptr_t)4) != 0;
+		bad |= sp_errgroup_wait(g) != 0;
+		sp_errgroup_destroy(g);
+		_exit(bad ? 1 : 0);
+	}
+	int status = 0;
+	int64_t end = sptest_now_ns() + SPTEST_S(20);
+	pid_t r;
+	while ((r = waitpid(pid, &status, WNOHANG)) == 0 && sptest_now_ns() < end)
+		sptest_sleep_ns(SPTEST_MS(1));
+	if (r == 0)
+		kill(pid, SIGKILL);
+	ck_assert_msg(r == pid, "the child hung");
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ck_assert_int_eq(sp_errgroup_go(g, ret_code, NULL), 0); /* the parent's threads still serve */
+	ck_assert_int_eq(sp_errgroup_wait(g), 0);
+	sp_errgroup_destroy(g);
+}
+END_TEST
+
 static Suite *errgroup_suite(void)
 {
 	Suite *s = suite_create("errgroup");
@@ -605,6 +647,7 @@ static Suite *errgroup_suite(void)
 	tcase_add_test(tc, test_errgroup_create_fails_concurrent);
 	tcase_add_test(tc, test_errgroup_create_fails_in_chain);
 	tcase_add_test(tc, test_errgroup_destroy_joins_threads);
+	tcase_add_test(tc, test_errgroup_after_fork);
 	suite_add_tcase(s, tc);
 	TCase *td = tcase_create("death");
 	tcase_set_timeout(td, 10);
