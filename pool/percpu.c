@@ -2,6 +2,7 @@
  * pool/percpu.c - deciding how per-CPU areas are indexed and protected, the
  * membarrier fence, and the area lock's slow path.  See percpu.h.
  */
+#define SP_POOL_BUILDING_ 1
 #include "percpu.h"
 #include "park.h"
 

@@ -111,7 +111,10 @@
 
 #include "common.h"
 
-#if defined(__x86_64__) && !SP_TSAN
+#include "syncpool/pool.h"
+
+/* The sequences need x86_64, no TSan and asm goto with outputs (pool.h). */
+#if SP_POOL_INLINE_ && !SP_TSAN
 #define SP_PC_HAVE_RSEQ 1
 #else
 #define SP_PC_HAVE_RSEQ 0
@@ -291,151 +294,19 @@ static inline int sp_pc_push_locked(struct sp_pc_area *a, void **stack, uint32_t
 
 #if SP_PC_HAVE_RSEQ
 /*
- * The restartable sequences, x86_64.  Layout of each asm goto statement:
- *
- *	__rseq_cs:      the descriptor {version 0, flags 0, start = 1f,
- *	                post_commit_offset = 2f - 1f, abort_ip = 4f}, 32-aligned
- *	0:              rseq->rseq_cs = &descriptor          (before the start)
- *	1: ... 2:       the sequence; its last instruction is the commit store;
- *	                the other ways out jump to the C labels (noidx, busy,
- *	                miss, fold), all outside [1, 2)
- *	__rseq_failure: RSEQ_SIG (0x53053053) as the 4 bytes before 4: - the
- *	                kernel refuses an abort address not preceded by the
- *	                signature glibc registered - then 4: jmp 0b (start over)
- *
- * The signature follows 0x0f 0xb9 0x3d so that it disassembles as one
- * ud1 instruction (librseq's habit).  __rseq_cs_ptr_array lists the
- * descriptors for debuggers and checkpointing tools.
- *
- * Inside: the thread's cpu_id must be >= 0 (a thread whose registration
- * failed has -1/-2: no abort would protect it), the index below rseq_ncpu
- * (0 in the locked mode, so that every operation leaves for the locked path
- * without a separate mode test), and the area unlocked.  Everything after
- * the start reads memory again on a restart, pc->base included.
- */
-#define SP_PC_RSEQ_PROLOGUE                                                      \
-	".pushsection __rseq_cs, \"aw\"\n\t"                                     \
-	".balign 32\n\t"                                                         \
-	"3:\n\t"                                                                 \
-	".long 0, 0\n\t"                                                         \
-	".quad 1f, (2f - 1f), 4f\n\t"                                            \
-	".popsection\n\t"                                                        \
-	".pushsection __rseq_cs_ptr_array, \"aw\"\n\t"                           \
-	".quad 3b\n\t"                                                           \
-	".popsection\n\t"                                                        \
-	"0:\n\t"                                                                 \
-	"leaq 3b(%%rip), %%rax\n\t"                                              \
-	"movq %%rax, %%fs:8(%[roff])\n\t"                                        \
-	"1:\n\t"                                                                 \
-	"cmpl $0, %%fs:4(%[roff])\n\t"                                           \
-	"jl %l[noidx]\n\t"                                                       \
-	"movl %%fs:(%[ioff]), %%eax\n\t"                                         \
-	"cmpl %c[o_ncpu](%[pc]), %%eax\n\t"                                      \
-	"jae %l[noidx]\n\t"                                                      \
-	"shlq $7, %%rax\n\t"                    /* SP_PC_AREA_SHIFT */          \
-	"addq %c[o_base](%[pc]), %%rax\n\t"                                      \
-	"cmpl $0, %c[o_lock](%%rax)\n\t"                                         \
-	"jne %l[busy]\n\t"                                                       \
-	"movq %c[o_state](%%rax), %%rcx\n\t"
-
-#define SP_PC_RSEQ_EPILOGUE                                                      \
-	"movq %%rcx, %c[o_state](%%rax)\n\t" /* the commit */                    \
-	"2:\n\t"                                                                 \
-	".pushsection __rseq_failure, \"ax\"\n\t"                                \
-	".byte 0x0f, 0xb9, 0x3d\n\t"                                             \
-	".long 0x53053053\n\t"                                                   \
-	"4:\n\t"                                                                 \
-	"jmp 0b\n\t"                                                             \
-	".popsection\n\t"
-
-#define SP_PC_RSEQ_OFFSETS                                                       \
-	[o_ncpu] "i"(offsetof(struct sp_pc, rseq_ncpu)),                         \
-	[o_base] "i"(offsetof(struct sp_pc, base)),                              \
-	[o_acap] "i"(offsetof(struct sp_pc_area, cap)),                          \
-	[o_lock] "i"(offsetof(struct sp_pc_area, lock)),                         \
-	[o_state] "i"(offsetof(struct sp_pc_area, state)),                       \
-	[o_slot] "i"(offsetof(struct sp_pc_area, slot)),                         \
-	[o_stack] "i"(offsetof(struct sp_pc_area, stack))
-
-/*
- * Pop: the private slot if it holds an object, else the top of the stack.
- * Returns the status; *out the object on SP_PC_OK.
+ * The restartable sequences themselves live in the public header
+ * (syncpool/pool.h: sp_pool_rseq_pop_/push_, inlined into callers of
+ * sp_pool_get/put); pool.c checks at build time that the offsets they use
+ * match struct sp_pc and struct sp_pc_area.
  */
 static inline __attribute__((always_inline)) int sp_pc_rseq_pop(struct sp_pc *pc, void **out)
 {
-	void *obj;
-	__asm__ goto(
-		SP_PC_RSEQ_PROLOGUE
-		"testl $0x10000, %%ecx\n\t"           /* slot bit */
-		"jnz 12f\n\t"
-		"movzwl %%cx, %%edx\n\t"
-		"testl %%edx, %%edx\n\t"
-		"jz %l[miss]\n\t"
-		"movq %c[o_stack](%%rax), %[obj]\n\t" /* set: n > 0 */
-		"movq -8(%[obj],%%rdx,8), %[obj]\n\t"
-		"addq $0x1ffff, %%rcx\n\t"            /* + OP - 1 */
-		"jmp 11f\n\t"
-		"12:\n\t"                              /* the common case falls into the commit */
-		"movq %c[o_slot](%%rax), %[obj]\n\t"
-		"addq $0x10000, %%rcx\n\t"            /* + OP - SLOT */
-		"11:\n\t"
-		"js %l[fold]\n\t"                     /* ops reached 2^46 */
-		SP_PC_RSEQ_EPILOGUE
-		: [obj] "=&r"(obj)
-		: [pc] "r"(pc), [roff] "r"(pc->rseq_off), [ioff] "r"(pc->idx_off),
-		  SP_PC_RSEQ_OFFSETS
-		: "rax", "rcx", "rdx", "memory", "cc"
-		: noidx, busy, miss, fold);
-	*out = obj;
-	return SP_PC_OK;
-noidx:
-	return SP_PC_NOIDX;
-busy:
-	return SP_PC_BUSY;
-miss:
-	return SP_PC_EMPTY;
-fold:
-	return SP_PC_FOLD;
+	return sp_pool_rseq_pop_(pc, pc->rseq_off, pc->idx_off, out);
 }
 
-/*
- * Push: the private slot if it is free, else stack[n] when n < cap.  The
- * object store is preparatory (to a free entry); the state store commits.
- */
 static inline __attribute__((always_inline)) int sp_pc_rseq_push(struct sp_pc *pc, void *obj)
 {
-	__asm__ goto(
-		SP_PC_RSEQ_PROLOGUE
-		"testl $0x10000, %%ecx\n\t"
-		"jz 12f\n\t"
-		"movzwl %%cx, %%edx\n\t"
-		"cmpl %c[o_acap](%%rax), %%edx\n\t"  /* 0 in an unset header */
-		"jae %l[full]\n\t"
-		"leaq (,%%rdx,8), %%rdx\n\t"
-		"addq %c[o_stack](%%rax), %%rdx\n\t"
-		"movq %[obj], (%%rdx)\n\t"
-		"addq $0x20001, %%rcx\n\t"            /* + OP + 1 */
-		"jmp 11f\n\t"
-		"12:\n\t"
-		"movq %[obj], %c[o_slot](%%rax)\n\t"
-		"addq $0x30000, %%rcx\n\t"            /* + OP + SLOT */
-		"11:\n\t"
-		"js %l[fold]\n\t"
-		SP_PC_RSEQ_EPILOGUE
-		:
-		: [pc] "r"(pc), [obj] "r"(obj), [roff] "r"(pc->rseq_off), [ioff] "r"(pc->idx_off),
-		  SP_PC_RSEQ_OFFSETS
-		: "rax", "rcx", "rdx", "memory", "cc"
-		: noidx, busy, full, fold);
-	return SP_PC_OK;
-noidx:
-	return SP_PC_NOIDX;
-busy:
-	return SP_PC_BUSY;
-full:
-	return SP_PC_FULL;
-fold:
-	return SP_PC_FOLD;
+	return sp_pool_rseq_push_(pc, pc->rseq_off, pc->idx_off, obj);
 }
 
 /* This thread's rseq index (cpu_id or mm_cid) right now: a hint for the slow path. */

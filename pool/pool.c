@@ -39,6 +39,7 @@
  * step 3 no victim Get works on V, and V can become the primary.  Locked
  * mode is the same without fences: every operation holds an area lock.
  */
+#define SP_POOL_BUILDING_ 1 /* sp_pool_get/put below are the exported functions */
 #include "syncpool/pool.h"
 
 #include "park.h"
@@ -60,6 +61,21 @@ _Static_assert(sizeof(struct sp_pc_area) == (1u << SP_PC_AREA_SHIFT) && SP_CACHE
 _Static_assert(SP_PC_OP - SP_PC_SLOT == 0x10000 && SP_PC_OP - 1 == 0x1ffff &&
 		       SP_PC_OP + SP_PC_SLOT == 0x30000 && SP_PC_OP + 1 == 0x20001,
 	       "the constants in the sequences");
+/* The inline fast path in syncpool/pool.h reads a pool through struct sp_pool_head_. */
+_Static_assert(offsetof(struct sp_pc, base) == offsetof(struct sp_pool_head_, base_) &&
+		       offsetof(struct sp_pc, base) == 0 && offsetof(struct sp_pc, rseq_ncpu) == 16 &&
+		       offsetof(struct sp_pc, rseq_off) == offsetof(struct sp_pool_head_, rseq_off_) &&
+		       offsetof(struct sp_pc, idx_off) == offsetof(struct sp_pool_head_, idx_off_) &&
+		       offsetof(struct sp_pc, rseq_ncpu) == offsetof(struct sp_pool_head_, rseq_ncpu_),
+	       "struct sp_pool_head_ mirrors struct sp_pc");
+_Static_assert(offsetof(struct sp_pc_area, state) == 0 && offsetof(struct sp_pc_area, slot) == 8 &&
+		       offsetof(struct sp_pc_area, lock) == 16 && offsetof(struct sp_pc_area, stack) == 40 &&
+		       offsetof(struct sp_pc_area, cap) == 48,
+	       "the area offsets in the sequences");
+_Static_assert((int)SP_PC_OK == (int)SP_POOL_ST_OK_ && (int)SP_PC_EMPTY == (int)SP_POOL_ST_EMPTY_ &&
+		       (int)SP_PC_BUSY == (int)SP_POOL_ST_BUSY_ && (int)SP_PC_FOLD == (int)SP_POOL_ST_FOLD_ &&
+		       (int)SP_PC_NOIDX == (int)SP_POOL_ST_NOIDX_,
+	       "statuses");
 
 /*
  * A steal takes half of the other CPU's stack, at most STEAL_MAX objects
@@ -86,7 +102,10 @@ struct cpu_stats {
 _Static_assert(sizeof(struct cpu_stats) <= SP_CACHELINE, "stats block");
 
 struct sp_pool {
-	/* Line 0: read by every Get and Put; written only by cleanup (pc.base). */
+	/*
+	 * Line 0: read by every Get and Put; written only by cleanup (pc.base).
+	 * Mirrored by struct sp_pool_head_ in syncpool/pool.h up to put_extra.
+	 */
 	struct sp_pc pc;
 	bool rseq;        /* the sequences run (else: locked mode)               */
 	bool jemalloc;    /* the pool allocates (jemalloc, or malloc: use_malloc) */
@@ -116,6 +135,11 @@ struct sp_pool {
 	bool has_arena;
 	sp_pool *reg_prev, *reg_next; /* the registry, under reg_mu */
 };
+
+_Static_assert(offsetof(struct sp_pool, pc) == 0 &&
+		       offsetof(struct sp_pool, put_extra) == offsetof(struct sp_pool_head_, put_extra_) &&
+		       sizeof(bool) == 1,
+	       "struct sp_pool_head_ mirrors the start of struct sp_pool");
 
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static sp_pool *reg_head;
@@ -448,6 +472,12 @@ SP_API void *sp_pool_get(sp_pool *p)
 #endif
 }
 
+/* The inline Get's way out (syncpool/pool.h): st is its sequence's status. */
+SP_API void *sp_pool_get_slow_(sp_pool *p, int st)
+{
+	return get_slow(p, st);
+}
+
 /* ------------------------------------------------------------ put */
 
 static __attribute__((noinline)) void put_slow(sp_pool *p, void *obj, int st)
@@ -491,6 +521,18 @@ SP_API void sp_pool_put(sp_pool *p, void *obj)
 		return;
 	}
 	put_fast(p, obj);
+}
+
+/*
+ * The inline Put's way out (syncpool/pool.h): st is its sequence's status,
+ * or SP_POOL_ST_UNTRIED_ when it ran none (NULL obj, reset_fn, hooks).
+ */
+SP_API void sp_pool_put_slow_(sp_pool *p, void *obj, int st)
+{
+	if (st == SP_POOL_ST_UNTRIED_)
+		sp_pool_put(p, obj);
+	else
+		put_slow(p, obj, st);
 }
 
 /* ------------------------------------------------------------ cleanup */
