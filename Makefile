@@ -71,7 +71,13 @@ lib: $(STATIC) $(BUILD)/libsyncpool.so
 
 $(BUILD)/obj/%.o: %.c $(HEADERS) $(INT_HDRS) tests/sptest.h bench/spbench.h bench/fairness.h Makefile
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS_ALL) -Isync -Ipool -Itests -Ibench $(CFLAGS_ALL) -c $< -o $@
+	$(CC) $(CPPFLAGS_ALL) $(OBJ_DEFS) -Isync -Ipool -Itests -Ibench $(CFLAGS_ALL) -c $< -o $@
+
+# The library's own sources call the exported lock functions, not the
+# headers' inline fast paths: those announce acquire/release to a user's
+# ThreadSanitizer (see sync/sanitizer.h), which inline code in the
+# uninstrumented library could not.
+$(LIB_OBJS): OBJ_DEFS := -DSP_BUILDING_LIBRARY_=1
 
 $(BUILD)/obj/bench/spbench.o: bench/spbench.cc bench/spbench.h Makefile
 	@mkdir -p $(@D)

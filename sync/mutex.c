@@ -307,6 +307,22 @@ SP_API void sp_mutex_unlock(sp_mutex *m)
 		unlock_impl(m);
 }
 
+/*
+ * The inline fast paths' ways out (syncpool/mutex.h).  The inline CAS or
+ * subtract is compiled in the caller (instrumented under a user's TSan);
+ * what the library does here is announced as the exported functions do.
+ */
+SP_API void sp_mutex_lock_slow_(sp_mutex *m)
+{
+	lock_slow(m);
+	sp_tsan_acquire(&m->state_);
+}
+
+SP_API void sp_mutex_unlock_slow_(sp_mutex *m, uint32_t new)
+{
+	unlock_slow(m, new);
+}
+
 static __attribute__((noinline)) void unlock_slow(sp_mutex *m, uint32_t new)
 {
 	_Atomic uint32_t *st = state_of(m);
