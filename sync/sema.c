@@ -182,6 +182,15 @@ static void release_slow(sp_sema *s)
 	signal(g, ahead);
 }
 
+/* The inline release's way out (syncpool/sema.h): its subtract returned old. */
+SP_API void sp_sema_release_slow_(sp_sema *s, int64_t n, uint64_t old)
+{
+	if ((old & CUR_MASK) < (uint64_t)n)
+		sp_fatal("sema", "released more than held");
+	if (old & WAITERS)
+		release_slow(s);
+}
+
 SP_API void sp_sema_release(sp_sema *s, int64_t n)
 {
 	if (n < 0)

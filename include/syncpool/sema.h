@@ -101,6 +101,48 @@ bool sp_sema_try_acquire(sp_sema *s, int64_t n);
  */
 void sp_sema_release(sp_sema *s, int64_t n);
 
+/*
+ * The uncontended acquire (no context) and release, inlined: the CAS and
+ * the subtract of the exported functions, without the calls.  Anything else
+ * (a context, waiters, n out of range, misuse) goes to the exported
+ * functions or the private sp_sema_release_slow_.  `(sp_sema_acquire)(...)`
+ * and `&sp_sema_acquire` reach the exported functions, which behave the
+ * same; SP_SEMA_NO_INLINE turns the macros off.  Under ThreadSanitizer these
+ * atomics are compiled into the user's program and so seen by it.
+ */
+void sp_sema_release_slow_(sp_sema *s, int64_t n, uint64_t old_state);
+
+static inline int sp_sema_acquire_inline_(sp_sema *s, int64_t n, sp_ctx *ctx)
+{
+	if (!ctx && n >= 0) {
+		uint64_t st = __atomic_load_n(&s->state_, __ATOMIC_RELAXED);
+		/* No waiter queued (bit 63) and n fits: take it, else queue. */
+		if (__builtin_expect(!(st >> 63) && n <= s->size_ - (int64_t)st, 1) &&
+		    __builtin_expect(__atomic_compare_exchange_n(&s->state_, &st, st + (uint64_t)n, 1,
+								 __ATOMIC_ACQUIRE, __ATOMIC_RELAXED),
+				     1))
+			return 0;
+	}
+	return (sp_sema_acquire)(s, n, ctx);
+}
+
+static inline void sp_sema_release_inline_(sp_sema *s, int64_t n)
+{
+	if (__builtin_expect(n < 0, 0)) {
+		(sp_sema_release)(s, n); /* fatal */
+		return;
+	}
+	uint64_t old = __atomic_fetch_sub(&s->state_, (uint64_t)n, __ATOMIC_RELEASE);
+	/* Waiters to serve (bit 63), or more released than held. */
+	if (__builtin_expect((old >> 63) || (old & ~(UINT64_C(1) << 63)) < (uint64_t)n, 0))
+		sp_sema_release_slow_(s, n, old);
+}
+
+#if !defined(SP_BUILDING_LIBRARY_) && !defined(SP_SEMA_NO_INLINE)
+#define sp_sema_acquire(s, n, ctx) sp_sema_acquire_inline_((s), (n), (ctx))
+#define sp_sema_release(s, n) sp_sema_release_inline_((s), (n))
+#endif
+
 #ifdef __cplusplus
 }
 #endif
