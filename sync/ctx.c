@@ -192,10 +192,10 @@ static bool watch_remove_node(ctx_node *n, sp_ctx_watch *w)
 	uint32_t s = atomic_load_explicit(&w->state, memory_order_acquire);
 	if (s == SP_WATCH_IDLE)
 		return true;
-	if (s == SP_WATCH_REGISTERED) {
+	if (s == SP_WATCH_REGISTERED || s == SP_WATCH_PENDING) {
 		sp_ilock_lock(&n->lock);
 		s = atomic_load_explicit(&w->state, memory_order_acquire);
-		if (s == SP_WATCH_REGISTERED) {
+		if (s == SP_WATCH_REGISTERED || s == SP_WATCH_PENDING) {
 			list_unlink(n, w);
 			atomic_store_explicit(&w->state, SP_WATCH_IDLE, memory_order_relaxed);
 			sp_ilock_unlock(&n->lock);
@@ -284,6 +284,12 @@ static void node_release(ctx_node *n)
  * user watches are called here, child links are pushed on *work with a
  * reference taken (under n's lock, where the child cannot be freed: its free
  * must first unlink the link from this list).  Returns whether n changed.
+ *
+ * The user watches stay on n's list, PENDING, in registration order, and
+ * are taken off one at a time under the lock just before their fn runs: so
+ * a fn that stops a sibling hook not yet run (on this very thread) takes it
+ * off the list and returns at once - it never runs - instead of waiting for
+ * a fn that would run only after its own.
  */
 static bool cancel_one(ctx_node *n, int err, ctx_node **work)
 {
@@ -313,16 +319,29 @@ static bool cancel_one(ctx_node *n, int err, ctx_node **work)
 				*work = ch;
 			}
 		} else {
-			atomic_store_explicit(&w->state, SP_WATCH_FIRING, memory_order_relaxed);
-			w->next = list;
+			atomic_store_explicit(&w->state, SP_WATCH_PENDING, memory_order_relaxed);
+			w->next = list; /* reversed: the list was newest first */
 			list = w;
 		}
 	}
 	n->watches = NULL;
+	for (sp_ctx_watch *w = list, *prev = NULL; w; prev = w, w = w->next) {
+		w->prev = prev;
+		if (prev == NULL)
+			n->watches = w;
+	}
 	sp_ilock_unlock(&n->lock);
 
-	for (sp_ctx_watch *w = list, *next; w; w = next) {
-		next = w->next;
+	for (;;) {
+		sp_ilock_lock(&n->lock);
+		sp_ctx_watch *w = n->watches;
+		if (w) {
+			list_unlink(n, w);
+			atomic_store_explicit(&w->state, SP_WATCH_FIRING, memory_order_relaxed);
+		}
+		sp_ilock_unlock(&n->lock);
+		if (!w)
+			break;
 		w->fn(w);
 		watch_fired(w);
 	}

@@ -53,7 +53,10 @@ struct sp_ctx_watch {
 /*
  * Watch states.  IDLE: not registered (never, removed, or add failed).
  * REGISTERED: on the context's list (set and cleared under its lock).
- * FIRING: detached by the canceller, fn running or about to; WAITED: the
+ * PENDING: the context is done and the canceller will call fn, but has not
+ * started it: still on the context's list, so a remover (another watch's
+ * fn on the canceller's thread included) can take it off and fn never runs.
+ * FIRING: taken off by the canceller, fn running or about to; WAITED: the
  * same, with a remover parked on `state` for the end of fn.  DONE: fn has
  * returned (or, for the ctx module's own child links, the link was taken
  * over by the canceller).
@@ -64,6 +67,7 @@ enum {
 	SP_WATCH_FIRING = 2,
 	SP_WATCH_WAITED = 3,
 	SP_WATCH_DONE = 4,
+	SP_WATCH_PENDING = 5,
 };
 
 /*

@@ -6,6 +6,7 @@
 #include "syncpool/ctx.h"
 
 #include <errno.h>
+#include <string.h>
 #include <stdlib.h>
 
 #if SP_TSAN || SP_ASAN
@@ -194,6 +195,66 @@ START_TEST(test_after_func)
 	sp_ctx_hook *h4 = sp_ctx_after_func(NULL, hook_fn, &flag);
 	ck_assert(sp_ctx_hook_stop(h4));
 	ck_assert_int_eq(atomic_load(&hook_runs), 2);
+}
+END_TEST
+
+/*
+ * Hooks of one context run in registration order, and a hook may stop a
+ * sibling: one not yet run never runs (the stop returns true at once - it
+ * used to wait forever for the sibling, which runs after it on the same
+ * thread); one that ran already makes the stop return false.
+ */
+struct sibling {
+	int order[4];
+	_Atomic int n;
+	sp_ctx_hook *victim;   /* stopped by the stopper */
+	int stop_result;       /* 1 true, 0 false, -1 not called */
+};
+static struct sibling sib;
+static void sib_record(void *arg)
+{
+	sib.order[atomic_fetch_add(&sib.n, 1)] = (int)(intptr_t)arg;
+}
+static void sib_stopper(void *arg)
+{
+	sib_record(arg);
+	sib.stop_result = sp_ctx_hook_stop(sib.victim) ? 1 : 0;
+	sib.victim = NULL;
+}
+
+START_TEST(test_hook_stops_sibling)
+{
+	for (int later = 0; later < 2; later++) {
+		sp_ctx *c;
+		memset(&sib, 0, sizeof sib);
+		sib.stop_result = -1;
+		ck_assert_int_eq(sp_ctx_with_cancel(NULL, &c), 0);
+		sp_ctx_hook *first = sp_ctx_after_func(c, sib_record, (void *)1);
+		sp_ctx_hook *victim_early = later ? NULL : sp_ctx_after_func(c, sib_record, (void *)2);
+		sp_ctx_hook *stopper = sp_ctx_after_func(c, sib_stopper, (void *)3);
+		sp_ctx_hook *victim_late = later ? sp_ctx_after_func(c, sib_record, (void *)2) : NULL;
+		sp_ctx_hook *last = sp_ctx_after_func(c, sib_record, (void *)4);
+		sib.victim = later ? victim_late : victim_early;
+		sp_ctx_cancel(c); /* hung here before the fix (later == 1) */
+		if (later) {
+			/* 1, 3 (stops 2 before it ran), 4 */
+			ck_assert_int_eq(atomic_load(&sib.n), 3);
+			ck_assert_int_eq(sib.stop_result, 1);
+			ck_assert_int_eq(sib.order[0], 1);
+			ck_assert_int_eq(sib.order[1], 3);
+			ck_assert_int_eq(sib.order[2], 4);
+		} else {
+			/* 1, 2, 3 (2 ran already), 4 */
+			ck_assert_int_eq(atomic_load(&sib.n), 4);
+			ck_assert_int_eq(sib.stop_result, 0);
+			for (int i = 0; i < 4; i++)
+				ck_assert_int_eq(sib.order[i], i + 1);
+		}
+		ck_assert(!sp_ctx_hook_stop(first));
+		ck_assert(!sp_ctx_hook_stop(stopper));
+		ck_assert(!sp_ctx_hook_stop(last));
+		sp_ctx_release(c);
+	}
 }
 END_TEST
 
@@ -637,6 +698,7 @@ static Suite *ctx_suite(void)
 	tcase_add_test(tc, test_deadline_past);
 	tcase_add_test(tc, test_parent_deadline_earlier);
 	tcase_add_test(tc, test_after_func);
+	tcase_add_test(tc, test_hook_stops_sibling);
 	tcase_add_test(tc, test_wait_prompt);
 	tcase_add_test(tc, test_wait_timeout);
 	tcase_add_test(tc, test_many_children);

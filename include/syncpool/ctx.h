@@ -150,10 +150,12 @@ typedef struct sp_ctx_hook sp_ctx_hook;
  * on the thread that makes it done (the canceller, an ancestor's canceller,
  * or the timer thread), with no lock of the context held.  If c is already
  * done, fn runs at once, synchronously in the caller, before after_func
- * returns (Go would start a goroutine).  fn must not block and must not
- * stop its own hook, nor a hook registered on the same context that has not
- * run yet (that stop waits for the sibling, which runs after fn on the same
- * thread); it may cancel or release other contexts, ancestors included.  On
+ * returns (Go would start a goroutine).  Hooks of one context run one after
+ * the other, in registration order.  fn must not block and must not stop
+ * its own hook (that stop would wait for fn to return); it may stop other
+ * hooks (one of the same context not yet run then never runs: the stop
+ * returns true at once), and cancel or release other contexts, ancestors
+ * included.  On
  * background/NULL fn never runs.  Returns the hook, which must be passed to
  * sp_ctx_hook_stop exactly once (it holds a reference on the context until
  * then), or NULL if fn is NULL or memory is short.
