@@ -126,18 +126,24 @@ SP_API sp_errgroup *sp_errgroup_create(sp_ctx *parent, sp_ctx **ctx_out)
 	sp_tsan_ignore_begin();
 	sp_errgroup *g = aligned_alloc(SP_CACHELINE, (sizeof *g + SP_CACHELINE - 1) &
 							     ~(size_t)(SP_CACHELINE - 1));
+	int err = ENOMEM;
 	if (g) {
 		*g = (sp_errgroup){ .limit = -1 };
-		sp_workers_init(&g->workers);
+		err = sp_workers_init(&g->workers);
+		if (err) {
+			free(g);
+			g = NULL;
+		}
 	}
 	sp_tsan_ignore_end();
 	if (!g) {
-		errno = ENOMEM;
+		errno = err;
 		return NULL;
 	}
 	if (ctx_out) {
-		int err = sp_ctx_with_cancel(parent, &g->ctx);
+		err = sp_ctx_with_cancel(parent, &g->ctx);
 		if (err) {
+			sp_workers_fini(&g->workers); /* no thread yet: gives the timer room back */
 			sp_tsan_ignore_begin();
 			free(g);
 			sp_tsan_ignore_end();

@@ -28,6 +28,8 @@ static struct {
 	int64_t sleep_until;    /* what the parked thread waits for            */
 	sp_timer **heap;
 	int32_t n, cap;
+	int32_t reserved;       /* sp_timer_reserve calls not yet given back   */
+	int32_t n_reserved;     /* reserved timers on the heap (within n)      */
 } T;
 
 static void heap_set(int32_t i, sp_timer *t)
@@ -79,6 +81,8 @@ static void heap_delete(int32_t i)
 			sift_down(i);
 	}
 	t->idx = -1;
+	if (t->reserved)
+		T.n_reserved--;
 }
 
 static void *timer_main(void *arg)
@@ -159,6 +163,45 @@ static int timer_start(void)
 	return 0;
 }
 
+/* Lock held: makes room for `more` unreserved timers beyond the invariant. */
+static int heap_grow(int32_t more)
+{
+	int32_t need = T.n - T.n_reserved + T.reserved + more;
+	if (need <= T.cap)
+		return 0;
+	int32_t cap = T.cap ? T.cap : 64;
+	while (cap < need)
+		cap *= 2;
+	sp_tsan_ignore_begin(); /* internal memory: see sanitizer_ignore.h */
+	sp_timer **h = realloc(T.heap, (size_t)cap * sizeof *h);
+	sp_tsan_ignore_end();
+	if (!h)
+		return ENOMEM;
+	T.heap = h;
+	T.cap = cap;
+	return 0;
+}
+
+int sp_timer_reserve(void)
+{
+	pthread_once(&timer_atfork_once, timer_register_atfork);
+	sp_ilock_lock(&T.lock);
+	int r = T.started ? 0 : timer_start();
+	if (r == 0)
+		r = heap_grow(1);
+	if (r == 0)
+		T.reserved++;
+	sp_ilock_unlock(&T.lock);
+	return r;
+}
+
+void sp_timer_unreserve(void)
+{
+	sp_ilock_lock(&T.lock);
+	T.reserved--;
+	sp_ilock_unlock(&T.lock);
+}
+
 int sp_timer_add(sp_timer *t)
 {
 	bool wake = false;
@@ -173,17 +216,16 @@ int sp_timer_add(sp_timer *t)
 			return r;
 		}
 	}
-	if (T.n == T.cap) {
-		int32_t cap = T.cap ? T.cap * 2 : 64;
-		sp_tsan_ignore_begin(); /* internal memory: see sanitizer_ignore.h */
-		sp_timer **h = realloc(T.heap, (size_t)cap * sizeof *h);
-		sp_tsan_ignore_end();
-		if (!h) {
-			sp_ilock_unlock(&T.lock);
-			return ENOMEM;
-		}
-		T.heap = h;
-		T.cap = cap;
+	/*
+	 * Room: cap >= (unreserved timers on the heap) + T.reserved always
+	 * holds, so a reserved timer (its room counted in T.reserved, not yet
+	 * used) always fits; an unreserved one may need the heap to grow.
+	 */
+	if (t->reserved) {
+		T.n_reserved++;
+	} else if (heap_grow(1) != 0) {
+		sp_ilock_unlock(&T.lock);
+		return ENOMEM;
 	}
 	T.n++;
 	heap_set(T.n - 1, t);

@@ -26,10 +26,24 @@ struct sp_timer {
 	int64_t when;               /* absolute deadline; set before add          */
 	void (*fire)(sp_timer *t);  /* called once on the timer thread            */
 	int32_t idx;                /* heap index, -1 off the heap (timer lock)   */
+	bool reserved;              /* backed by an sp_timer_reserve (set once)   */
 };
 
-/* Arms t.  0, or ENOMEM (heap growth) / EAGAIN (thread could not start). */
+/*
+ * Arms t.  0, or ENOMEM (heap growth) / EAGAIN (thread could not start).
+ * Never fails for a timer with `reserved` set.
+ */
 int sp_timer_add(sp_timer *t);
+
+/*
+ * Reserves room for one timer that must never fail to arm: starts the
+ * thread if needed and grows the heap so that every reserved timer fits
+ * beside all the others.  0, or EAGAIN / ENOMEM (nothing reserved).  The
+ * timer it backs sets `reserved`; sp_timer_unreserve gives the room back
+ * once that timer is off the heap for good.
+ */
+int sp_timer_reserve(void);
+void sp_timer_unreserve(void);
 
 /*
  * Disarms t.  True if t was on the heap and is now off it (fire will not

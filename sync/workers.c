@@ -54,6 +54,7 @@
 #include "workers.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -98,27 +99,65 @@ static void workers_register_atfork(void)
 
 static void retry_fire(sp_timer *t);
 
-void sp_workers_init(sp_workers *p)
+/* Everything but the ring and the timer reservation, as new. */
+static void workers_reset(sp_workers *p, uint64_t gen)
 {
-	pthread_once(&atfork_once, workers_register_atfork);
+	sp_work *ring = p->ring;
+	uint32_t cap = p->cap;
 	*p = (sp_workers){ 0 };
-	p->fork_gen = atomic_load_explicit(&fork_gen, memory_order_relaxed);
+	p->ring = ring;
+	p->cap = cap;
 	p->retry.fire = retry_fire;
 	p->retry.idx = -1;
+	p->retry.reserved = true;
 	p->retry_backoff_ns = RETRY_MIN_NS;
+	atomic_store_explicit(&p->fork_gen, gen, memory_order_release);
 }
 
-/* In a fork child: the parent's threads (and their items) do not exist here. */
+int sp_workers_init(sp_workers *p)
+{
+	pthread_once(&atfork_once, workers_register_atfork);
+	/*
+	 * The searcher timer must never fail to arm (an accepted item may
+	 * depend on it): its room in the timer heap, and the timer thread,
+	 * are secured now, when failing is still an option.
+	 */
+	int err = sp_timer_reserve();
+	if (err)
+		return err;
+	p->ring = NULL;
+	p->cap = 0;
+	workers_reset(p, atomic_load_explicit(&fork_gen, memory_order_relaxed));
+	return 0;
+}
+
+#define GEN_RESETTING UINT64_MAX
+
+/*
+ * In a fork child: the parent's threads (and their items) do not exist
+ * here.  The first caller resets the set (the workers' records are the
+ * parent's: left alone); a concurrent first caller waits for it.
+ */
 static void check_fork(sp_workers *p)
 {
 	uint64_t gen = atomic_load_explicit(&fork_gen, memory_order_relaxed);
-	if (SP_LIKELY(p->fork_gen == gen))
+	uint64_t mine = atomic_load_explicit(&p->fork_gen, memory_order_acquire);
+	if (SP_LIKELY(mine == gen))
 		return;
-	sp_work *ring = p->ring;
-	uint32_t cap = p->cap;
-	sp_workers_init(p); /* the workers' records are the parent's: left alone */
-	p->ring = ring;
-	p->cap = cap;
+	while (mine == GEN_RESETTING ||
+	       !atomic_compare_exchange_weak_explicit(&p->fork_gen, &mine, GEN_RESETTING,
+						      memory_order_acquire, memory_order_acquire)) {
+		if (mine == gen)
+			return; /* another thread reset it */
+		if (mine == GEN_RESETTING) {
+			sched_yield();
+			mine = atomic_load_explicit(&p->fork_gen, memory_order_acquire);
+		}
+	}
+	/* The timer heap survives fork: take the parent's armed retry out of it. */
+	if (p->retry.idx >= 0)
+		sp_timer_remove(&p->retry);
+	workers_reset(p, gen);
 }
 
 static inline uint32_t qcount(sp_workers *p)
@@ -263,8 +302,8 @@ static struct sp_worker *rescue_locked(sp_workers *p)
 	if (p->retry_state == RETRY_IDLE) {
 		p->retry.when = sp_now_ns() + p->retry_backoff_ns;
 		p->retry_state = RETRY_ARMED;
-		if (sp_timer_add(&p->retry) != 0)
-			p->retry_state = RETRY_IDLE; /* nothing left to try with */
+		if (sp_timer_add(&p->retry) != 0) /* reserved: only in a fork child out of threads */
+			p->retry_state = RETRY_IDLE;
 	}
 	return NULL;
 }
@@ -608,4 +647,5 @@ void sp_workers_fini(sp_workers *p)
 	free(p->ring);
 	sp_tsan_ignore_end();
 	p->ring = NULL;
+	sp_timer_unreserve(); /* the retry is off the heap for good */
 }

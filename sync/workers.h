@@ -72,7 +72,7 @@ typedef struct sp_workers {
 	bool closing;               /* sp_workers_fini started */
 	_Atomic uint32_t created_word; /* bumped when a creation ends; futex */
 	_Atomic int nspinning;      /* searchers spinning on `count` right now */
-	uint64_t fork_gen;          /* fork generation the state belongs to */
+	_Atomic uint64_t fork_gen;  /* fork generation the state belongs to */
 	/* The searcher timer, for items left without a searcher (see above). */
 	sp_timer retry;
 	int retry_state;            /* RETRY_* in workers.c, under lock */
@@ -80,7 +80,11 @@ typedef struct sp_workers {
 	_Atomic uint32_t retry_word; /* futex: fini waits for a firing retry */
 } sp_workers;
 
-void sp_workers_init(sp_workers *p);
+/*
+ * Prepares p (any memory).  0, or EAGAIN/ENOMEM when the shared timer
+ * thread or room for p's searcher timer cannot be had (nothing to undo).
+ */
+int sp_workers_init(sp_workers *p);
 
 /*
  * Starts *w (copied) on a worker thread of p.  Returns 0, or EAGAIN/ENOMEM
@@ -100,7 +104,8 @@ void sp_workers_fini(sp_workers *p);
 /*
  * For tests only: how worker threads are created (pthread_create).  A test
  * may point it at a wrapper that fails, to exercise the failure paths; set
- * it only while no submit is in progress.
+ * it only while no submit is in progress and no thread creation can be
+ * retried (every group that ever failed a creation is destroyed).
  */
 extern int (*sp_workers_create_thread)(pthread_t *, const pthread_attr_t *,
 				       void *(*)(void *), void *);

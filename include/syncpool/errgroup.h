@@ -42,7 +42,9 @@ typedef struct sp_errgroup sp_errgroup;
  * sp_errgroup_wait.  *ctx_out belongs to the group: it stays valid until
  * sp_errgroup_destroy (sp_ctx_retain it to keep it longer); do not release
  * it.  With ctx_out NULL the group has no context (Go's zero Group).
- * Returns NULL and sets errno (ENOMEM) on failure.
+ * Returns NULL and sets errno on failure: ENOMEM, or EAGAIN when the
+ * library's timer thread (which backs the group's thread creation) cannot
+ * be started.
  */
 sp_errgroup *sp_errgroup_create(sp_ctx *parent, sp_ctx **ctx_out);
 
