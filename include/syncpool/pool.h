@@ -178,7 +178,11 @@ void sp_pool_stats_get(sp_pool *p, sp_pool_stats *out);
 #define SP_POOL_INLINE_ 0
 #endif
 
-/* The first bytes of every sp_pool (the library's struct sp_pc, then flags). */
+/*
+ * The bytes of every sp_pool the fast path reads (the library's struct
+ * sp_pc, then flags), SP_POOL_HEAD_OFFSET_ bytes into it.
+ */
+#define SP_POOL_HEAD_OFFSET_ 64
 struct sp_pool_head_ {
 	char *base_;             /* this array's area headers: base + (idx << 7) */
 	uint64_t stack_off_;
@@ -333,7 +337,8 @@ fold:
 
 static inline __attribute__((always_inline)) void *sp_pool_get_inline_(sp_pool *p)
 {
-	const struct sp_pool_head_ *h = (const struct sp_pool_head_ *)(const void *)p;
+	const struct sp_pool_head_ *h =
+		(const struct sp_pool_head_ *)(const void *)((const char *)p + SP_POOL_HEAD_OFFSET_);
 	void *obj;
 	int st = sp_pool_rseq_pop_(h, h->rseq_off_, h->idx_off_, &obj);
 	if (__builtin_expect(st == SP_POOL_ST_OK_, 1))
@@ -343,7 +348,8 @@ static inline __attribute__((always_inline)) void *sp_pool_get_inline_(sp_pool *
 
 static inline __attribute__((always_inline)) void sp_pool_put_inline_(sp_pool *p, void *obj)
 {
-	const struct sp_pool_head_ *h = (const struct sp_pool_head_ *)(const void *)p;
+	const struct sp_pool_head_ *h =
+		(const struct sp_pool_head_ *)(const void *)((const char *)p + SP_POOL_HEAD_OFFSET_);
 	if (__builtin_expect(!obj || h->put_extra_, 0)) {
 		sp_pool_put_slow_(p, obj, SP_POOL_ST_UNTRIED_);
 		return;
