@@ -116,6 +116,8 @@
 
 #define INHIBIT_FACTOR 9
 
+_Static_assert(RBIAS == SP_RWMUTEX_RBIAS_ && WRITER == SP_RWMUTEX_WRITER_, "the inline fast path's bits");
+
 static inline int32_t holders(uint64_t s) { return (int32_t)(uint32_t)(s >> 32); }
 static inline uint64_t blocked(uint64_t s) { return s & BLOCKED_MASK; }
 static inline uint64_t add_holders(uint64_t s, int32_t d) { return s + ((uint64_t)(uint32_t)d << 32); }
@@ -144,7 +146,9 @@ static inline _Atomic int64_t *inhibit_of(sp_rwmutex *rw) { return (_Atomic int6
 _Static_assert(VR_COLS * sizeof(uintptr_t) == SP_CACHELINE, "one table line per cache line");
 _Static_assert(VR_SIZE == 4096, "lock_hash() yields 12 bits");
 
-static SP_CACHE_ALIGNED _Atomic uintptr_t vr_table[VR_SIZE];
+/* Exported for the inline read fast path in syncpool/rwmutex.h. */
+SP_API SP_CACHE_ALIGNED _Atomic uintptr_t sp_rwmutex_vr_table_[VR_SIZE];
+#define vr_table sp_rwmutex_vr_table_
 
 /*
  * A lock's hash: 12 bits, its column in the low 4, its line offset in the
@@ -152,7 +156,7 @@ static SP_CACHE_ALIGNED _Atomic uintptr_t vr_table[VR_SIZE];
  */
 static inline uint32_t lock_hash(const sp_rwmutex *rw)
 {
-	return (uint32_t)(((uint64_t)(uintptr_t)rw * UINT64_C(0x9E3779B97F4A7C15)) >> 52);
+	return sp_rwmutex_hash_(rw); /* syncpool/rwmutex.h */
 }
 
 /*
@@ -161,7 +165,8 @@ static inline uint32_t lock_hash(const sp_rwmutex *rw)
  * thread has no slots (more than VR_LINES threads live).
  */
 #define VR_NONE 1u
-static __thread uint32_t vr_self __attribute__((tls_model("initial-exec")));
+SP_API __thread uint32_t sp_rwmutex_vr_self_ __attribute__((tls_model("initial-exec")));
+#define vr_self sp_rwmutex_vr_self_
 
 /* Dense thread numbers in use (bit per number); freed by a key destructor at thread exit. */
 static _Atomic uint64_t vr_used[VR_LINES / 64];
@@ -577,6 +582,24 @@ SP_API void sp_rwmutex_rlock(sp_rwmutex *rw)
 	if (SP_LIKELY(fast_rlock(rw)))
 		return;
 	rlock_slow(rw);
+}
+
+/*
+ * The inline read fast path's ways out (syncpool/rwmutex.h): what
+ * fast_rlock and the runlock below do after the same steps.
+ */
+SP_API void sp_rwmutex_rlock_backout_(sp_rwmutex *rw, uintptr_t *slot, uint64_t s)
+{
+	fast_backout(rw, (_Atomic uintptr_t *)slot, s);
+	rlock_slow(rw);
+}
+
+SP_API void sp_rwmutex_runlock_slow_(sp_rwmutex *rw, uint64_t s)
+{
+	if (s & WRITER)
+		wake_writer(rw);
+	else
+		request_cleanup(rw);
 }
 
 static __attribute__((noinline)) bool tryrlock_slow(sp_rwmutex *rw)

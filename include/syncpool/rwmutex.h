@@ -110,6 +110,81 @@ bool sp_rwmutex_trylock(sp_rwmutex *rw);
  */
 void sp_rwmutex_unlock(sp_rwmutex *rw);
 
+/*
+ * The read lock's fast path (BRAVO: publish the lock in this thread's slot
+ * of the visible-readers table, check the read bias) and the matching
+ * unlock, inlined: one CAS and two loads to lock, a load, a plain store and
+ * a load to unlock, without the calls.  Everything else goes to the
+ * exported functions or the private sp_rwmutex_*_ ones below.
+ * `(sp_rwmutex_rlock)(rw)` and `&sp_rwmutex_rlock` reach the exported
+ * functions, which behave the same.  Not under ThreadSanitizer (its
+ * threads read through the counter, which tells it what happened); off
+ * with SP_RWMUTEX_NO_INLINE.  Private: the names ending in '_' and the
+ * table may change with the library's SONAME.
+ */
+#define SP_RWMUTEX_RBIAS_ ((uint64_t)1 << 30)
+#define SP_RWMUTEX_WRITER_ ((uint64_t)1 << 31)
+
+static inline uint32_t sp_rwmutex_hash_(const sp_rwmutex *rw)
+{
+	return (uint32_t)(((uint64_t)(uintptr_t)rw * UINT64_C(0x9E3779B97F4A7C15)) >> 52);
+}
+
+#if !defined(SP_BUILDING_LIBRARY_) && !defined(SP_RWMUTEX_NO_INLINE) && !defined(__SANITIZE_THREAD__)
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SP_RWMUTEX_NO_INLINE_TSAN_ 1
+#endif
+#endif
+#ifndef SP_RWMUTEX_NO_INLINE_TSAN_
+extern uintptr_t sp_rwmutex_vr_table_[4096];
+extern __thread uint32_t sp_rwmutex_vr_self_ __attribute__((tls_model("initial-exec")));
+void sp_rwmutex_rlock_backout_(sp_rwmutex *rw, uintptr_t *slot, uint64_t s);
+void sp_rwmutex_runlock_slow_(sp_rwmutex *rw, uint64_t s);
+
+static inline void sp_rwmutex_rlock_inline_(sp_rwmutex *rw)
+{
+	uint32_t base = sp_rwmutex_vr_self_; /* 4096 + 16 * line; less: none (yet) */
+	if (__builtin_expect(base >= 4096, 1) &&
+	    __builtin_expect((__atomic_load_n(&rw->state_, __ATOMIC_RELAXED) & SP_RWMUTEX_RBIAS_) != 0, 1)) {
+		uintptr_t *slot = &sp_rwmutex_vr_table_[(base + sp_rwmutex_hash_(rw)) % 4096];
+		uintptr_t expect = 0;
+		if (__builtin_expect(__atomic_compare_exchange_n(slot, &expect, (uintptr_t)rw, 0,
+								 __ATOMIC_SEQ_CST, __ATOMIC_RELAXED),
+				     1)) {
+			uint64_t s = __atomic_load_n(&rw->state_, __ATOMIC_SEQ_CST);
+			if (__builtin_expect((s & SP_RWMUTEX_RBIAS_) != 0, 1))
+				return;
+			sp_rwmutex_rlock_backout_(rw, slot, s); /* the bias went: the counter */
+			return;
+		}
+	}
+	(sp_rwmutex_rlock)(rw);
+}
+
+static inline void sp_rwmutex_runlock_inline_(sp_rwmutex *rw)
+{
+	uint32_t base = sp_rwmutex_vr_self_;
+	if (__builtin_expect(base >= 4096, 1)) {
+		uintptr_t *slot = &sp_rwmutex_vr_table_[(base + sp_rwmutex_hash_(rw)) % 4096];
+		if (__builtin_expect(__atomic_load_n(slot, __ATOMIC_RELAXED) == (uintptr_t)rw, 1)) {
+			/* Only this thread empties its slot while a read lock is held. */
+			__atomic_store_n(slot, 0, __ATOMIC_RELEASE);
+			uint64_t s = __atomic_load_n(&rw->state_, __ATOMIC_RELAXED);
+			/* A writer revoking the bias, or phantoms to clear (the sign bit). */
+			if (__builtin_expect((s & SP_RWMUTEX_WRITER_) || (int64_t)s < 0, 0))
+				sp_rwmutex_runlock_slow_(rw, s);
+			return;
+		}
+	}
+	(sp_rwmutex_runlock)(rw);
+}
+
+#define sp_rwmutex_rlock(rw) sp_rwmutex_rlock_inline_(rw)
+#define sp_rwmutex_runlock(rw) sp_rwmutex_runlock_inline_(rw)
+#endif
+#endif
+
 #ifdef __cplusplus
 }
 #endif
