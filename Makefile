@@ -25,6 +25,9 @@ BUILD   ?= build
 SAN     ?=
 BENCH_FILTER ?= .
 BENCH_MIN_TIME ?=
+# Repetitions of every benchmark; the table shows each one's median (the
+# development VM moves by up to +-30% from run to run).
+BENCH_REPS ?= 3
 RESULTS ?= bench/results
 
 OPT      ?= -O2
@@ -164,6 +167,7 @@ bench-run: $(BUILD)/bench/spbench_run
 	@mkdir -p $(RESULTS)
 	$(BUILD)/bench/spbench_run --benchmark_filter='$(BENCH_FILTER)' \
 	    $(if $(BENCH_MIN_TIME),--benchmark_min_time=$(BENCH_MIN_TIME)) \
+	    --benchmark_repetitions=$(BENCH_REPS) \
 	    --benchmark_out=$(RESULTS)/bench.json --benchmark_out_format=json
 	python3 bench/report.py $(RESULTS)/bench.json --out $(RESULTS)
 

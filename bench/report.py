@@ -71,7 +71,35 @@ def parse(path):
             "error": b.get("error_occurred", False), "msg": b.get("error_message", ""),
             "counters": counters,
         })
-    return data, runs
+    return data, median_of_repetitions(runs)
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def median_of_repetitions(runs):
+    """One run per name: the median ns/op (and counters) of its repetitions."""
+    by_name = {}
+    order = []
+    for r in runs:
+        if r["name"] not in by_name:
+            by_name[r["name"]] = []
+            order.append(r["name"])
+        by_name[r["name"]].append(r)
+    out = []
+    for name in order:
+        reps = by_name[name]
+        ok = [r for r in reps if not r["error"]] or reps
+        merged = dict(ok[0])
+        merged["ns"] = median([r["ns"] for r in ok])
+        merged["reps"] = len(ok)
+        keys = set().union(*(r["counters"].keys() for r in ok))
+        merged["counters"] = {k: median([r["counters"][k] for r in ok if k in r["counters"]]) for k in keys}
+        out.append(merged)
+    return out
 
 
 def fmt_ns(ns):
@@ -214,8 +242,10 @@ def main():
         print("report: no benchmark runs in %s" % a.json, file=sys.stderr)
         return 1
     ctx = data.get("context", {})
-    head = "Run %s on %s CPUs at %s MHz; every ratio compares figures from this one run." % (
-        ctx.get("date", "?"), ctx.get("num_cpus", "?"), ctx.get("mhz_per_cpu", "?"))
+    reps = max(r.get("reps", 1) for r in runs)
+    head = "Run %s on %s CPUs at %s MHz; every ratio compares figures from this one run%s." % (
+        ctx.get("date", "?"), ctx.get("num_cpus", "?"), ctx.get("mhz_per_cpu", "?"),
+        " (each figure the median of %d repetitions)" % reps if reps > 1 else "")
     text = render(table(runs))
     print()
     print(head)
