@@ -54,6 +54,7 @@ static struct {
 	int threads;  /* worker threads (plus one writer)  */
 	size_t size;  /* bytes per response buffer          */
 	int queue;    /* queue capacity (buffers in flight) */
+	long cap;     /* the pool's per_cpu_cap (0: default) */
 	bool test;
 } CFG = { .requests = 500000, .threads = 4, .size = 4096, .queue = 256 };
 
@@ -71,9 +72,10 @@ static void usage(FILE *f)
 		"  --threads N    worker threads, plus one writer (default %d)\n"
 		"  --size B       response buffer size in bytes, 512..1048576 (default %zu)\n"
 		"  --queue N      writer queue capacity (default %d)\n"
+		"  --cap N        the pool's per_cpu_cap (default %d)\n"
 		"  --test         small run that checks its own results\n"
 		"  --help         this text\n",
-		CFG.requests, CFG.threads, CFG.size, CFG.queue);
+		CFG.requests, CFG.threads, CFG.size, CFG.queue, SP_POOL_DEFAULT_PER_CPU_CAP);
 }
 
 static void __attribute__((noreturn, format(printf, 1, 2))) bad(const char *fmt, ...)
@@ -454,7 +456,7 @@ static void run_variant(variant v, result *res)
 	res->rss_start_kib = rss_now_kib();
 	VARIANT = v;
 	if (v == USE_POOL) {
-		sp_pool_opts o = { .size = CFG.size };
+		sp_pool_opts o = { .size = CFG.size, .per_cpu_cap = (size_t)CFG.cap };
 		POOL = sp_pool_create(&o);
 		if (!POOL) {
 			snprintf(res->err, sizeof res->err, "sp_pool_create: %s", strerror(errno));
@@ -645,6 +647,7 @@ int main(int argc, char **argv)
 		{ "threads", required_argument, NULL, 't' },
 		{ "size", required_argument, NULL, 's' },
 		{ "queue", required_argument, NULL, 'q' },
+		{ "cap", required_argument, NULL, 'c' },
 		{ "test", no_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -658,6 +661,7 @@ int main(int argc, char **argv)
 		case 't': CFG.threads = (int)long_arg("--threads", optarg, 1, 1024); break;
 		case 's': CFG.size = (size_t)long_arg("--size", optarg, 512, 1 << 20); break;
 		case 'q': CFG.queue = (int)long_arg("--queue", optarg, 1, 1 << 20); break;
+		case 'c': CFG.cap = long_arg("--cap", optarg, 1, SP_POOL_MAX_PER_CPU_CAP); break;
 		case 'T': CFG.test = true; break;
 		case 'h': usage(stdout); return 0;
 		case ':': bad("option '%s' needs a value", argv[optind - 1]);
