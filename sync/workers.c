@@ -326,6 +326,19 @@ static struct sp_worker *creation_settled(sp_workers *p)
 	return rescue_locked(p);
 }
 
+/* Joins and frees the workers of a list linked by all_next. */
+static void join_all(struct sp_worker *list)
+{
+	while (list) {
+		struct sp_worker *w = list;
+		list = w->all_next;
+		pthread_join(w->tid, NULL);
+		sp_tsan_ignore_begin();
+		free(w);
+		sp_tsan_ignore_end();
+	}
+}
+
 /* Joins the threads that left on idle timeout. */
 static void reap_exited(sp_workers *p)
 {
@@ -345,14 +358,7 @@ static void reap_exited(sp_workers *p)
 		p->nexited = 0;
 	}
 	sp_ilock_unlock(&p->lock);
-	while (dead) {
-		struct sp_worker *w = dead;
-		dead = w->all_next;
-		pthread_join(w->tid, NULL);
-		sp_tsan_ignore_begin();
-		free(w);
-		sp_tsan_ignore_end();
-	}
+	join_all(dead);
 }
 
 /*
@@ -635,14 +641,7 @@ void sp_workers_fini(sp_workers *p)
 	for (struct sp_worker *w = all; w; w = w->all_next)
 		if (!w->exited && atomic_exchange_explicit(&w->word, W_EXIT, memory_order_release) == W_PARKED)
 			sp_park_wake_one(&w->word);
-	while (all) {
-		struct sp_worker *w = all;
-		all = w->all_next;
-		pthread_join(w->tid, NULL);
-		sp_tsan_ignore_begin();
-		free(w);
-		sp_tsan_ignore_end();
-	}
+	join_all(all);
 	sp_tsan_ignore_begin();
 	free(p->ring);
 	sp_tsan_ignore_end();
