@@ -205,6 +205,12 @@ install-check: lib
 	     $$(pkg-config --cflags syncpool)'
 	$(BUILD)/stage/app_shared
 	$(BUILD)/stage/app_static
+	PKG_CONFIG_PATH=$(CURDIR)/$(BUILD)/stage/lib/pkgconfig sh -c '\
+	  $(CC) -std=c11 -O2 -Wall -Wextra -Werror -fPIC -shared tests/dlclose/plugin.c \
+	     -o $(BUILD)/stage/plugin.so $$(pkg-config --cflags --libs syncpool) && \
+	  $(CC) -std=c11 -O2 -Wall -Wextra -Werror tests/dlclose/main.c -o $(BUILD)/stage/dlclose \
+	     $$(pkg-config --cflags --libs syncpool) -ldl -Wl,-rpath,$(CURDIR)/$(BUILD)/stage/lib'
+	$(BUILD)/stage/dlclose $(CURDIR)/$(BUILD)/stage/plugin.so
 	@bad=$$(nm -D --defined-only $(BUILD)/libsyncpool.so | awk '$$2 ~ /[TDBRVW]/ {print $$3}' | grep -v '^sp_' || true); \
 	 if [ -n "$$bad" ]; then echo "exported without sp_: $$bad"; exit 1; fi
 	@echo "install-check: ok"

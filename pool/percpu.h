@@ -114,7 +114,7 @@
 #include "syncpool/pool.h"
 
 /* The sequences need x86_64, no TSan and asm goto with outputs (pool.h). */
-#if SP_POOL_INLINE_ && !SP_TSAN
+#if SP_POOL_RSEQ_ASM_ && !SP_TSAN
 #define SP_PC_HAVE_RSEQ 1
 #else
 #define SP_PC_HAVE_RSEQ 0

@@ -147,8 +147,8 @@ _Static_assert(VR_COLS * sizeof(uintptr_t) == SP_CACHELINE, "one table line per 
 _Static_assert(VR_SIZE == 4096, "lock_hash() yields 12 bits");
 
 /* Exported for the inline read fast path in syncpool/rwmutex.h. */
-SP_API SP_CACHE_ALIGNED _Atomic uintptr_t sp_rwmutex_vr_table_[VR_SIZE];
-#define vr_table sp_rwmutex_vr_table_
+SP_API SP_CACHE_ALIGNED uintptr_t sp_rwmutex_vr_table_[VR_SIZE]; /* the header's type */
+#define vr_table ((_Atomic uintptr_t *)sp_rwmutex_vr_table_)
 
 /*
  * A lock's hash: 12 bits, its column in the low 4, its line offset in the

@@ -1678,6 +1678,72 @@ END_TEST
 
 /* ------------------------------------------------------------ suite */
 
+/*
+ * The headers inline the uncontended paths; `(name)(...)` reaches the
+ * exported functions.  Both must work on the same objects, in any mix.
+ */
+START_TEST(test_inline_and_exported_mix)
+{
+	sp_pool_opts po = { .size = 64 };
+	sp_pool *p = sp_pool_create(&po);
+	ck_assert_ptr_nonnull(p);
+	void *a = sp_pool_get(p);
+	void *b = (sp_pool_get)(p);
+	ck_assert_ptr_nonnull(a);
+	ck_assert_ptr_nonnull(b);
+	ck_assert_ptr_ne(a, b);
+	(sp_pool_put)(p, a);
+	sp_pool_put(p, b);
+	void *c = sp_pool_get(p), *d = (sp_pool_get)(p);
+	ck_assert((c == a && d == b) || (c == b && d == a)); /* both came back */
+	sp_pool_put(p, c);
+	(sp_pool_put)(p, d);
+	(sp_pool_put)(p, NULL);
+	sp_pool_put(p, NULL);
+	sp_pool_stats st;
+	sp_pool_stats_get(p, &st);
+	ck_assert_uint_eq(st.gets, 4);
+	ck_assert_uint_eq(st.puts, 4);
+	ck_assert_uint_eq(st.news, 2);
+	sp_pool_destroy(p);
+
+	sp_mutex m = SP_MUTEX_INIT;
+	sp_mutex_lock(&m);
+	ck_assert(!sp_mutex_trylock(&m));
+	(sp_mutex_unlock)(&m);
+	(sp_mutex_lock)(&m);
+	ck_assert(!sp_mutex_trylock(&m));
+	sp_mutex_unlock(&m);
+	ck_assert(sp_mutex_trylock(&m));
+	sp_mutex_unlock(&m);
+
+	sp_rwmutex rw = SP_RWMUTEX_INIT;
+	for (int i = 0; i < 4; i++) { /* the bias turns on after the first counter read */
+		sp_rwmutex_rlock(&rw);
+		(sp_rwmutex_rlock)(&rw);
+		ck_assert(!sp_rwmutex_trylock(&rw));
+		sp_rwmutex_runlock(&rw);
+		ck_assert(!sp_rwmutex_trylock(&rw));
+		(sp_rwmutex_runlock)(&rw);
+		ck_assert(sp_rwmutex_trylock(&rw));
+		sp_rwmutex_unlock(&rw);
+	}
+
+	sp_sema s;
+	ck_assert_int_eq(sp_sema_init(&s, 3), 0);
+	ck_assert_int_eq(sp_sema_acquire(&s, 2, NULL), 0);
+	ck_assert_int_eq((sp_sema_acquire)(&s, 1, NULL), 0);
+	ck_assert(!sp_sema_try_acquire(&s, 1));
+	(sp_sema_release)(&s, 2);
+	sp_sema_release(&s, 1);
+	ck_assert(sp_sema_try_acquire(&s, 3));
+	sp_sema_release(&s, 3);
+	ck_assert_int_eq(sp_sema_acquire(&s, 4, NULL), EINVAL);
+	ck_assert_int_eq(sp_sema_acquire(&s, -1, NULL), EINVAL);
+	sp_sema_destroy(&s);
+}
+END_TEST
+
 static Suite *contract_suite(void)
 {
 	Suite *s = suite_create("contract");
@@ -1726,6 +1792,7 @@ static Suite *contract_suite(void)
 	tcase_add_test(tc, test_errgroup_wait_cancels_ctx_and_parent);
 	tcase_add_test(tc, test_errgroup_tasks_run_at_once);
 	tcase_add_test(tc, test_errgroup_limit);
+	tcase_add_test(tc, test_inline_and_exported_mix);
 	suite_add_tcase(s, tc);
 
 	TCase *td = tcase_create("death");

@@ -76,7 +76,10 @@ void sp_mutex_unlock(sp_mutex *m);
  * `(sp_mutex_lock)(m)` and `&sp_mutex_lock` reach the exported functions,
  * which behave the same; SP_MUTEX_NO_INLINE turns the macros off.  Under
  * ThreadSanitizer these atomics are compiled into the user's program and so
- * seen by it.
+ * seen by it - provided the translation unit that locks is instrumented: in
+ * a TSan program, build a file that is not with SP_MUTEX_NO_INLINE (the
+ * exported functions announce themselves to TSan), or TSan will report
+ * races on what that file's locks protect.
  */
 void sp_mutex_lock_slow_(sp_mutex *m);
 void sp_mutex_unlock_slow_(sp_mutex *m, uint32_t new_state);

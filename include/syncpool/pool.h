@@ -162,18 +162,22 @@ void sp_pool_stats_get(sp_pool *p, sp_pool_stats *out);
  * What follows is private: the names ending in '_' and the layout of a
  * pool's first bytes may change with the library's SONAME.
  */
-#if defined(__x86_64__) && defined(__linux__) && !defined(SP_POOL_NO_INLINE) &&           \
-	!defined(__SANITIZE_THREAD__) &&                                                     \
+#if defined(__x86_64__) && defined(__linux__) && !defined(__SANITIZE_THREAD__) &&          \
 	((defined(__clang__) && __clang_major__ >= 11) ||                                     \
 	 (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11))
 #if defined(__has_feature)
 #if __has_feature(thread_sanitizer)
-#define SP_POOL_INLINE_ 0
+#define SP_POOL_RSEQ_ASM_ 0
 #endif
 #endif
-#ifndef SP_POOL_INLINE_
+#ifndef SP_POOL_RSEQ_ASM_
+#define SP_POOL_RSEQ_ASM_ 1 /* the sequences below can be compiled here */
+#endif
+#else
+#define SP_POOL_RSEQ_ASM_ 0
+#endif
+#if SP_POOL_RSEQ_ASM_ && !defined(SP_POOL_NO_INLINE)
 #define SP_POOL_INLINE_ 1
-#endif
 #else
 #define SP_POOL_INLINE_ 0
 #endif
@@ -203,7 +207,7 @@ enum { SP_POOL_ST_UNTRIED_ = -1, SP_POOL_ST_OK_ = 0, SP_POOL_ST_EMPTY_ = 1, SP_P
 void *sp_pool_get_slow_(sp_pool *p, int status);
 void sp_pool_put_slow_(sp_pool *p, void *obj, int status);
 
-#if SP_POOL_INLINE_
+#if SP_POOL_RSEQ_ASM_
 /*
  * The restartable sequences.  Layout of each asm goto statement:
  *
@@ -216,10 +220,15 @@ void sp_pool_put_slow_(sp_pool *p, void *obj, int status);
  *	                kernel refuses an abort address not preceded by the
  *	                signature glibc registered - then 4: jmp 0b (start over)
  *
- * Inside: the thread's cpu_id must be >= 0 (a thread whose registration
- * failed has -1/-2: no abort would protect it), the index (cpu_id or mm_cid)
- * below rseq_ncpu_ (0 in the locked mode, so every operation leaves for the
- * slow path without a separate mode test), the area unlocked.  Everything
+ * Before anything: rseq_ncpu_ == 0 (the locked mode, or a library without
+ * rseq, where rseq_off may not point at an rseq area) leaves at once,
+ * touching no thread-local memory.  Inside: the thread's cpu_id must be
+ * >= 0 (a thread whose registration failed has -1/-2: no abort would
+ * protect it), the index (cpu_id or mm_cid) below rseq_ncpu_, the area
+ * unlocked.  After the commit, and on every way out after the start,
+ * rseq->rseq_cs is cleared: the descriptor lives in the caller's module,
+ * and the kernel reads it at the thread's next preemption - after a
+ * dlclose of that module it would fault and kill the thread.  Everything
  * after the start reads memory again on a restart, base_ included.  Area
  * header offsets: state 0, slot 8, lock 16, stack 40, cap 48 (checked by
  * the library at build time).  The state word: bits 0-15 n, bit 16 the
@@ -236,13 +245,16 @@ void sp_pool_put_slow_(sp_pool *p, void *obj, int status);
 	".quad 3b\n\t"                                                           \
 	".popsection\n\t"                                                        \
 	"0:\n\t"                                                                 \
+	"movl 16(%[pc]), %%edx\n\t"           /* rseq_ncpu_: 0 is locked */    \
+	"testl %%edx, %%edx\n\t"                                                 \
+	"je %l[locked]\n\t"                                                      \
 	"leaq 3b(%%rip), %%rax\n\t"                                              \
 	"movq %%rax, %%fs:8(%[roff])\n\t"                                        \
 	"1:\n\t"                                                                 \
 	"cmpl $0, %%fs:4(%[roff])\n\t"                                           \
 	"jl %l[noidx]\n\t"                                                       \
 	"movl %%fs:(%[ioff]), %%eax\n\t"                                         \
-	"cmpl 16(%[pc]), %%eax\n\t"            /* rseq_ncpu_ */                 \
+	"cmpl %%edx, %%eax\n\t"               /* below rseq_ncpu_ */           \
 	"jae %l[noidx]\n\t"                                                      \
 	"shlq $7, %%rax\n\t"                                                     \
 	"addq (%[pc]), %%rax\n\t"              /* base_ */                      \
@@ -253,12 +265,19 @@ void sp_pool_put_slow_(sp_pool *p, void *obj, int status);
 #define SP_POOL_RSEQ_EPILOGUE_                                                   \
 	"movq %%rcx, (%%rax)\n\t"              /* the commit */                 \
 	"2:\n\t"                                                                 \
+	"movq $0, %%fs:8(%[roff])\n\t"        /* rseq_cs = NULL */             \
 	".pushsection __rseq_failure, \"ax\"\n\t"                                \
 	".byte 0x0f, 0xb9, 0x3d\n\t"                                             \
 	".long 0x53053053\n\t"                                                   \
 	"4:\n\t"                                                                 \
 	"jmp 0b\n\t"                                                             \
 	".popsection\n\t"
+
+/* rseq->rseq_cs = NULL, after a sequence left early (see above). */
+static inline __attribute__((always_inline)) void sp_pool_rseq_clear_(intptr_t rseq_off)
+{
+	__asm__ __volatile__("movq $0, %%fs:8(%0)" : : "r"(rseq_off) : "memory");
+}
 
 /* Pop: the private slot if it holds an object, else the top of the stack. */
 static inline __attribute__((always_inline)) int
@@ -285,16 +304,22 @@ sp_pool_rseq_pop_(const void *head, intptr_t rseq_off, intptr_t idx_off, void **
 		: [obj] "=&r"(obj)
 		: [pc] "r"(head), [roff] "r"(rseq_off), [ioff] "r"(idx_off)
 		: "rax", "rcx", "rdx", "memory", "cc"
-		: noidx, busy, miss, fold);
+		: locked, noidx, busy, miss, fold);
 	*out = obj;
 	return SP_POOL_ST_OK_;
+locked:
+	return SP_POOL_ST_NOIDX_;
 noidx:
+	sp_pool_rseq_clear_(rseq_off);
 	return SP_POOL_ST_NOIDX_;
 busy:
+	sp_pool_rseq_clear_(rseq_off);
 	return SP_POOL_ST_BUSY_;
 miss:
+	sp_pool_rseq_clear_(rseq_off);
 	return SP_POOL_ST_EMPTY_;
 fold:
+	sp_pool_rseq_clear_(rseq_off);
 	return SP_POOL_ST_FOLD_;
 }
 
@@ -323,18 +348,27 @@ sp_pool_rseq_push_(const void *head, intptr_t rseq_off, intptr_t idx_off, void *
 		:
 		: [pc] "r"(head), [obj] "r"(obj), [roff] "r"(rseq_off), [ioff] "r"(idx_off)
 		: "rax", "rcx", "rdx", "memory", "cc"
-		: noidx, busy, full, fold);
+		: locked, noidx, busy, full, fold);
 	return SP_POOL_ST_OK_;
+locked:
+	return SP_POOL_ST_NOIDX_;
 noidx:
+	sp_pool_rseq_clear_(rseq_off);
 	return SP_POOL_ST_NOIDX_;
 busy:
+	sp_pool_rseq_clear_(rseq_off);
 	return SP_POOL_ST_BUSY_;
 full:
+	sp_pool_rseq_clear_(rseq_off);
 	return SP_POOL_ST_EMPTY_;
 fold:
+	sp_pool_rseq_clear_(rseq_off);
 	return SP_POOL_ST_FOLD_;
 }
 
+#endif /* SP_POOL_RSEQ_ASM_ */
+
+#if SP_POOL_INLINE_
 static inline __attribute__((always_inline)) void *sp_pool_get_inline_(sp_pool *p)
 {
 	const struct sp_pool_head_ *h =
@@ -359,7 +393,7 @@ static inline __attribute__((always_inline)) void sp_pool_put_inline_(sp_pool *p
 		sp_pool_put_slow_(p, obj, st);
 }
 
-#ifndef SP_POOL_BUILDING_
+#if !defined(SP_POOL_BUILDING_) && !defined(SP_BUILDING_LIBRARY_)
 #define sp_pool_get(p) sp_pool_get_inline_(p)
 #define sp_pool_put(p, obj) sp_pool_put_inline_((p), (obj))
 #endif

@@ -108,7 +108,9 @@ void sp_sema_release(sp_sema *s, int64_t n);
  * functions or the private sp_sema_release_slow_.  `(sp_sema_acquire)(...)`
  * and `&sp_sema_acquire` reach the exported functions, which behave the
  * same; SP_SEMA_NO_INLINE turns the macros off.  Under ThreadSanitizer these
- * atomics are compiled into the user's program and so seen by it.
+ * atomics are compiled into the user's program and so seen by it - provided
+ * that translation unit is instrumented (in a TSan program, build a file
+ * that is not with SP_SEMA_NO_INLINE; see mutex.h).
  */
 void sp_sema_release_slow_(sp_sema *s, int64_t n, uint64_t old_state);
 
