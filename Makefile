@@ -66,7 +66,7 @@ EXAMPLES     := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRCS))
 STATIC := $(BUILD)/libsyncpool.a
 SHARED := $(BUILD)/libsyncpool.so.$(VERSION)
 
-.PHONY: all lib test test-run test-tsan test-asan bench bench-run bench-build examples install \
+.PHONY: all lib test test-run test-noinline test-tsan test-asan bench bench-run bench-build examples install \
         install-check user-sanitizer-check shim-check deps clean
 
 all: lib
@@ -114,6 +114,13 @@ test-run: $(BUILD)/tests/run
 test: deps lib test-run examples shim-check bench-build install-check user-sanitizer-check
 	@for e in $(EXAMPLES); do echo "== $$e --test"; $$e --test || exit 1; done
 	@echo "make test: all passed"
+
+# The suites again with every inline fast path off: the tests then call the
+# exported functions, which must behave the same.
+NO_INLINE := -DSP_POOL_NO_INLINE -DSP_MUTEX_NO_INLINE -DSP_RWMUTEX_NO_INLINE \
+             -DSP_SEMA_NO_INLINE -DSP_WAITGROUP_NO_INLINE
+test-noinline: deps
+	$(MAKE) BUILD=build/noinline CFLAGS="$(NO_INLINE)" test-run
 
 test-tsan: deps
 	$(MAKE) BUILD=build/tsan SAN=thread test-run CK_TIMEOUT_MULTIPLIER=4 \

@@ -66,8 +66,8 @@ void sp_waitgroup_done(sp_waitgroup *wg);
  * what a hand-rolled counter costs.  Anything else (counter reaching zero
  * with waiters, misuse, a delta outside 32 bits) goes to
  * sp_waitgroup_slow_(), which is private.  `(sp_waitgroup_add)(wg, n)` and
- * `&sp_waitgroup_add` reach the exported functions, which behave the same.
- * Under ThreadSanitizer this add is compiled in the user's program and so
+ * `&sp_waitgroup_add` reach the exported functions, which behave the same;
+ * SP_WAITGROUP_NO_INLINE turns the macros off.  Under ThreadSanitizer this add is compiled in the user's program and so
  * instrumented: its release on state_ pairs with the library's acquire
  * annotation on the same word when sp_waitgroup_wait returns.
  */
@@ -90,8 +90,10 @@ static inline void sp_waitgroup_add_inline_(sp_waitgroup *wg, int64_t delta)
 	if (__builtin_expect((int32_t)(uint32_t)(s >> 32) < 0 || (s & 1), 0))
 		sp_waitgroup_slow_(wg, delta, s);
 }
+#ifndef SP_WAITGROUP_NO_INLINE
 #define sp_waitgroup_add(wg, delta) sp_waitgroup_add_inline_((wg), (delta))
 #define sp_waitgroup_done(wg) sp_waitgroup_add_inline_((wg), -1)
+#endif
 
 /*
  * Blocks until the counter is zero; returns at once if it already is.
