@@ -334,7 +334,13 @@ static int acquire_slow(sp_sema *s, int64_t n, sp_ctx *ctx)
 	if (v & W_CANCELLED)
 		return abandon(s, &w, sp_ctx_err(ctx));
 	sp_tsan_acquire(&s->state_); /* handed off: every release before the grant */
-	return 0;
+	/*
+	 * The context may be done with our watch not yet called (the
+	 * canceller calls the watches one at a time, and the remove above
+	 * took ours off its list): as in Go, weight granted to a waiter whose
+	 * context is done goes back.
+	 */
+	return recheck(s, n, ctx);
 }
 
 SP_API int sp_sema_acquire(sp_sema *s, int64_t n, sp_ctx *ctx)

@@ -10,6 +10,7 @@
 #include "syncpool/sema.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -573,6 +574,65 @@ START_TEST(test_size1_exclusive)
 }
 END_TEST
 
+/*
+ * The context is done (its canceller is still calling the watches: a slow
+ * AfterFunc hook registered first holds it), and only then is the weight
+ * released to a waiter whose watch has not been called yet.  The waiter
+ * must not keep weight freed after its context was done: it gives it back
+ * and returns the context's error (Go's Acquire checks ctx after ready).
+ */
+static _Atomic int slow_hook_in, slow_hook_go;
+static void slow_hook(void *arg)
+{
+	(void)arg;
+	atomic_store(&slow_hook_in, 1);
+	int64_t end = sptest_now_ns() + SPTEST_S(5);
+	while (!atomic_load(&slow_hook_go) && sptest_now_ns() < end)
+		sptest_sleep_ns(100000);
+}
+static sp_sema pend_sem;
+static sp_ctx *pend_ctx;
+static void *pend_acquirer(void *arg)
+{
+	(void)arg;
+	return (void *)(intptr_t)sp_sema_acquire(&pend_sem, 1, pend_ctx);
+}
+static void *pend_canceller(void *arg)
+{
+	(void)arg;
+	sp_ctx_cancel(pend_ctx);
+	return NULL;
+}
+
+START_TEST(test_grant_after_ctx_done_pending_watch)
+{
+	ck_assert_int_eq(sp_sema_init(&pend_sem, 1), 0);
+	ck_assert_int_eq(sp_sema_acquire(&pend_sem, 1, NULL), 0); /* main holds the unit */
+	ck_assert_int_eq(sp_ctx_with_cancel(NULL, &pend_ctx), 0);
+	sp_ctx_hook *h = sp_ctx_after_func(pend_ctx, slow_hook, NULL); /* runs first */
+	pthread_t y, c;
+	ck_assert_int_eq(pthread_create(&y, NULL, pend_acquirer, NULL), 0);
+	sptest_sleep_ns(SPTEST_MS(50)); /* y queued, its watch after the hook */
+	ck_assert_int_eq(pthread_create(&c, NULL, pend_canceller, NULL), 0);
+	int64_t end = sptest_now_ns() + SPTEST_S(5);
+	while (!atomic_load(&slow_hook_in) && sptest_now_ns() < end)
+		sptest_sleep_ns(100000);
+	ck_assert(atomic_load(&slow_hook_in));
+	ck_assert_int_eq(sp_ctx_err(pend_ctx), ECANCELED); /* done, y's watch not called yet */
+	sp_sema_release(&pend_sem, 1); /* after the context is done */
+	void *r;
+	ck_assert(sptest_join_within(y, SPTEST_S(10), &r));
+	atomic_store(&slow_hook_go, 1);
+	ck_assert(sptest_join_within(c, SPTEST_S(10), NULL));
+	ck_assert_int_eq((int)(intptr_t)r, ECANCELED);
+	ck_assert(sp_sema_try_acquire(&pend_sem, 1)); /* the weight came back */
+	sp_sema_release(&pend_sem, 1);
+	ck_assert(!sp_ctx_hook_stop(h));
+	sp_ctx_release(pend_ctx);
+	sp_sema_destroy(&pend_sem);
+}
+END_TEST
+
 static Suite *sema_suite(void)
 {
 	Suite *s = suite_create("sema");
@@ -594,6 +654,7 @@ static Suite *sema_suite(void)
 	tcase_add_test(tc, test_cancel_prompt);
 	tcase_add_test(tc, test_cancel_storm);
 	tcase_add_test(tc, test_size1_exclusive);
+	tcase_add_test(tc, test_grant_after_ctx_done_pending_watch);
 	suite_add_tcase(s, tc);
 	return s;
 }
