@@ -208,7 +208,7 @@ install-check: lib
 	  $(CC) -std=c11 -Wall -Wextra -Werror tests/install_smoke.c -o $(BUILD)/stage/app_static \
 	     $$(pkg-config --cflags syncpool) $(CURDIR)/$(BUILD)/stage/lib/libsyncpool.a \
 	     $$(pkg-config --libs --static syncpool | sed "s/-lsyncpool//") && \
-	  $(CXX) -x c++ -std=c++17 -Wall -Wextra -Werror -fsyntax-only tests/install_smoke.c \
+	  $(CXX) -x c++ -std=c++17 -Wall -Wextra -Wold-style-cast -Werror -fsyntax-only tests/install_smoke.c \
 	     $$(pkg-config --cflags syncpool)'
 	$(BUILD)/stage/app_shared
 	$(BUILD)/stage/app_static

@@ -33,6 +33,15 @@
 extern "C" {
 #endif
 
+#if defined(__cplusplus) && defined(__GNUC__)
+/* The inline code below is C; C++ users' style warnings about it are not theirs. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wold-style-cast"
+#if !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuseless-cast"
+#endif
+#endif
+
 /*
  * 8 bytes.  The fields are private: plain integers here (so that C++ and C
  * translation units share the layout); the library accesses them atomically.
@@ -103,6 +112,10 @@ static inline void sp_mutex_unlock_inline_(sp_mutex *m)
 #if !defined(SP_BUILDING_LIBRARY_) && !defined(SP_MUTEX_NO_INLINE)
 #define sp_mutex_lock(m) sp_mutex_lock_inline_(m)
 #define sp_mutex_unlock(m) sp_mutex_unlock_inline_(m)
+#endif
+
+#if defined(__cplusplus) && defined(__GNUC__)
+#pragma GCC diagnostic pop
 #endif
 
 #ifdef __cplusplus

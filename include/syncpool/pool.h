@@ -44,6 +44,15 @@
 extern "C" {
 #endif
 
+#if defined(__cplusplus) && defined(__GNUC__)
+/* The inline code below is C; C++ users' style warnings about it are not theirs. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wold-style-cast"
+#if !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuseless-cast"
+#endif
+#endif
+
 typedef struct sp_pool sp_pool; /* opaque */
 
 /* The default per_cpu_cap: 256 objects in each CPU's stack, plus the private slot. */
@@ -398,6 +407,10 @@ static inline __attribute__((always_inline)) void sp_pool_put_inline_(sp_pool *p
 #define sp_pool_put(p, obj) sp_pool_put_inline_((p), (obj))
 #endif
 #endif /* SP_POOL_INLINE_ */
+
+#if defined(__cplusplus) && defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
 
 #ifdef __cplusplus
 }

@@ -47,6 +47,15 @@
 extern "C" {
 #endif
 
+#if defined(__cplusplus) && defined(__GNUC__)
+/* The inline code below is C; C++ users' style warnings about it are not theirs. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wold-style-cast"
+#if !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuseless-cast"
+#endif
+#endif
+
 /*
  * 32 bytes.  The fields are private: plain integers here (so that C++ and C
  * translation units share the layout); the library accesses them atomically.
@@ -183,6 +192,10 @@ static inline void sp_rwmutex_runlock_inline_(sp_rwmutex *rw)
 #define sp_rwmutex_rlock(rw) sp_rwmutex_rlock_inline_(rw)
 #define sp_rwmutex_runlock(rw) sp_rwmutex_runlock_inline_(rw)
 #endif
+#endif
+
+#if defined(__cplusplus) && defined(__GNUC__)
+#pragma GCC diagnostic pop
 #endif
 
 #ifdef __cplusplus

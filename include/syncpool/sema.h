@@ -41,6 +41,15 @@
 extern "C" {
 #endif
 
+#if defined(__cplusplus) && defined(__GNUC__)
+/* The inline code below is C; C++ users' style warnings about it are not theirs. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wold-style-cast"
+#if !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuseless-cast"
+#endif
+#endif
+
 /*
  * The semaphore.  Fields are private (accessed atomically by the library;
  * plain integers here so the header is valid C++).  Initialise with
@@ -143,6 +152,10 @@ static inline void sp_sema_release_inline_(sp_sema *s, int64_t n)
 #if !defined(SP_BUILDING_LIBRARY_) && !defined(SP_SEMA_NO_INLINE)
 #define sp_sema_acquire(s, n, ctx) sp_sema_acquire_inline_((s), (n), (ctx))
 #define sp_sema_release(s, n) sp_sema_release_inline_((s), (n))
+#endif
+
+#if defined(__cplusplus) && defined(__GNUC__)
+#pragma GCC diagnostic pop
 #endif
 
 #ifdef __cplusplus

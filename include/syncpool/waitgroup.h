@@ -40,6 +40,15 @@
 extern "C" {
 #endif
 
+#if defined(__cplusplus) && defined(__GNUC__)
+/* The inline code below is C; C++ users' style warnings about it are not theirs. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wold-style-cast"
+#if !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuseless-cast"
+#endif
+#endif
+
 typedef struct sp_waitgroup {
 	/* private: counter << 32 | generation << 1 | waiters; see above */
 	uint64_t state_ __attribute__((aligned(8)));
@@ -101,6 +110,10 @@ static inline void sp_waitgroup_add_inline_(sp_waitgroup *wg, int64_t delta)
  * Synchronizes with every done/add that brought the counter to zero.
  */
 void sp_waitgroup_wait(sp_waitgroup *wg);
+
+#if defined(__cplusplus) && defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
 
 #ifdef __cplusplus
 }
