@@ -99,18 +99,25 @@ static void workers_register_atfork(void)
 
 static void retry_fire(sp_timer *t);
 
-/* Everything but the ring and the timer reservation, as new. */
+/*
+ * Everything but the ring (kept, emptied) and the timer reservation, as
+ * new; fork_gen is written last, once (a concurrent check_fork reads it).
+ */
 static void workers_reset(sp_workers *p, uint64_t gen)
 {
-	sp_work *ring = p->ring;
-	uint32_t cap = p->cap;
-	*p = (sp_workers){ 0 };
-	p->ring = ring;
-	p->cap = cap;
-	p->retry.fire = retry_fire;
-	p->retry.idx = -1;
-	p->retry.reserved = true;
+	atomic_store_explicit(&p->lock.v, 0, memory_order_relaxed);
+	p->head = 0;
+	atomic_store_explicit(&p->count, 0, memory_order_relaxed);
+	p->taken = 0;
+	p->idle_head = p->idle_tail = p->all = NULL;
+	p->nidle = p->nsearching = p->ncreating = p->creation_waiters = p->nexited = 0;
+	p->closing = false;
+	atomic_store_explicit(&p->created_word, 0, memory_order_relaxed);
+	atomic_store_explicit(&p->nspinning, 0, memory_order_relaxed);
+	p->retry = (sp_timer){ .fire = retry_fire, .idx = -1, .reserved = true };
+	p->retry_state = RETRY_IDLE;
 	p->retry_backoff_ns = RETRY_MIN_NS;
+	atomic_store_explicit(&p->retry_word, 0, memory_order_relaxed);
 	atomic_store_explicit(&p->fork_gen, gen, memory_order_release);
 }
 
