@@ -21,10 +21,22 @@
 #include "sanitizer.h"
 #include "sanitizer_ignore.h"
 
+/* An sp_timer_unreserve asking the thread to leave; on the asker's stack. */
+struct stop_req {
+	_Atomic uint32_t done;  /* set (and woken) once the thread decided     */
+	bool exited;            /* it left: the asker joins it                 */
+	pthread_t thread;
+};
+
 static struct {
 	sp_ilock lock;
 	_Atomic uint32_t seq;   /* bumped to wake the thread early             */
 	bool started;
+	bool own;               /* started by a reservation and only used by
+	                           reserved timers since: it may leave with the
+	                           last reservation                             */
+	pthread_t thread;       /* the running thread (joinable)               */
+	struct stop_req *stop;  /* a pending request to leave, or NULL         */
 	int64_t sleep_until;    /* what the parked thread waits for            */
 	sp_timer **heap;
 	int32_t n, cap;
@@ -91,6 +103,21 @@ static void *timer_main(void *arg)
 	pthread_setname_np(pthread_self(), "sp-timer");
 	sp_ilock_lock(&T.lock);
 	for (;;) {
+		if (T.stop) {
+			/* Leave only if still nobody needs us (an add may have come). */
+			struct stop_req *r = T.stop;
+			bool leave = T.n == 0 && T.reserved == 0 && T.own;
+			T.stop = NULL;
+			if (leave)
+				T.started = false;
+			r->exited = leave;
+			atomic_store_explicit(&r->done, 1, memory_order_release);
+			sp_park_wake_all(&r->done); /* under the lock: the asker waits for done */
+			if (leave) {
+				sp_ilock_unlock(&T.lock);
+				return NULL;
+			}
+		}
 		if (T.n > 0 && T.heap[0]->when <= sp_now_ns()) {
 			sp_timer *t = T.heap[0];
 			heap_delete(0);
@@ -131,6 +158,7 @@ static void timer_atfork_child(void)
 {
 	atomic_store_explicit(&T.lock.v, 0, memory_order_relaxed);
 	T.started = false;
+	T.stop = NULL; /* its asker is a thread of the parent */
 	T.sleep_until = INT64_MIN;
 }
 
@@ -150,7 +178,6 @@ static int timer_start(void)
 
 	if (pthread_attr_init(&attr) != 0)
 		return EAGAIN;
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	int r = pthread_create(&th, &attr, timer_main, NULL);
@@ -158,7 +185,10 @@ static int timer_start(void)
 	pthread_attr_destroy(&attr);
 	if (r != 0)
 		return EAGAIN;
+	pthread_setname_np(th, "sp-timer"); /* named from here too: visible at once */
 	T.started = true;
+	T.own = false;
+	T.thread = th;
 	T.sleep_until = INT64_MIN;
 	return 0;
 }
@@ -186,7 +216,11 @@ int sp_timer_reserve(void)
 {
 	pthread_once(&timer_atfork_once, timer_register_atfork);
 	sp_ilock_lock(&T.lock);
-	int r = T.started ? 0 : timer_start();
+	int r = 0;
+	if (!T.started) {
+		r = timer_start();
+		T.own = r == 0;
+	}
 	if (r == 0)
 		r = heap_grow(1);
 	if (r == 0)
@@ -195,11 +229,32 @@ int sp_timer_reserve(void)
 	return r;
 }
 
+/*
+ * The last reservation gone, no timer armed, and the thread only ever
+ * served reservations: it leaves, and is joined here - so a program whose
+ * last errgroup is destroyed has no library thread left.  A thread that
+ * served an unreserved timer (a context deadline) stays for good.
+ */
 void sp_timer_unreserve(void)
 {
+	struct stop_req r = { .exited = false };
+	bool ask = false;
 	sp_ilock_lock(&T.lock);
 	T.reserved--;
+	if (T.reserved == 0 && T.n == 0 && T.own && T.started && !T.stop) {
+		r.thread = T.thread;
+		T.stop = &r;
+		atomic_fetch_add_explicit(&T.seq, 1, memory_order_relaxed);
+		ask = true;
+	}
 	sp_ilock_unlock(&T.lock);
+	if (!ask)
+		return;
+	sp_park_wake_one(&T.seq);
+	while (!atomic_load_explicit(&r.done, memory_order_acquire))
+		sp_park_wait(&r.done, 0, -1);
+	if (r.exited)
+		pthread_join(r.thread, NULL);
 }
 
 int sp_timer_add(sp_timer *t)
@@ -216,6 +271,8 @@ int sp_timer_add(sp_timer *t)
 			return r;
 		}
 	}
+	if (!t->reserved)
+		T.own = false; /* a context deadline: the thread stays for good */
 	/*
 	 * Room: cap >= (unreserved timers on the heap) + T.reserved always
 	 * holds, so a reserved timer (its room counted in T.reserved, not yet

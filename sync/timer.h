@@ -1,7 +1,8 @@
 /*
  * sync/timer.h - the one shared deadline thread behind context deadlines.
  *
- * A single detached thread, started lazily by the first sp_timer_add, keeps a
+ * A single thread, started lazily by the first sp_timer_add or
+ * sp_timer_reserve, keeps a
  * binary min-heap of armed timers ordered by `when` (absolute
  * CLOCK_MONOTONIC ns).  It parks in sp_park_wait() on a sequence word with the
  * earliest deadline as the futex timeout; adding a timer earlier than the one
@@ -40,7 +41,10 @@ int sp_timer_add(sp_timer *t);
  * thread if needed and grows the heap so that every reserved timer fits
  * beside all the others.  0, or EAGAIN / ENOMEM (nothing reserved).  The
  * timer it backs sets `reserved`; sp_timer_unreserve gives the room back
- * once that timer is off the heap for good.
+ * once that timer is off the heap for good.  A thread started by a
+ * reservation and never used by an unreserved timer (a context deadline)
+ * leaves with the last reservation: that unreserve joins it.  Never call
+ * sp_timer_unreserve from a fire function.
  */
 int sp_timer_reserve(void);
 void sp_timer_unreserve(void);

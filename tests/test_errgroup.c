@@ -585,6 +585,7 @@ START_TEST(test_errgroup_destroy_joins_threads)
 {
 	enum { N = 16 };
 	ck_assert_int_eq(count_threads("sp-worker"), 0);
+	ck_assert_int_eq(count_threads("sp-timer"), 0); /* a fresh test process */
 	sp_errgroup *g = sp_errgroup_create(NULL, NULL);
 	atomic_store(&rendezvous, 0);
 	for (int i = 0; i < N; i++)
@@ -592,6 +593,7 @@ START_TEST(test_errgroup_destroy_joins_threads)
 	ck_assert_int_eq(sp_errgroup_wait(g), 0);
 	int during = count_threads("sp-worker");
 	ck_assert_int_ge(during, N); /* N tasks met: N threads at once */
+	ck_assert_int_eq(count_threads("sp-timer"), 1);
 	sp_errgroup_destroy(g);
 	/* A joined thread may linger in /proc for a moment after its exit. */
 	int64_t end = sptest_now_ns() + SPTEST_S(2);
@@ -599,6 +601,20 @@ START_TEST(test_errgroup_destroy_joins_threads)
 	while ((after = count_threads("sp-worker")) != 0 && sptest_now_ns() < end)
 		sptest_sleep_ns(SPTEST_MS(1));
 	ck_assert_msg(after == 0, "%d worker threads left after destroy (%d during)", after, during);
+	/* The timer thread served only this group: destroy joined it too. */
+	end = sptest_now_ns() + SPTEST_S(2);
+	while ((after = count_threads("sp-timer")) != 0 && sptest_now_ns() < end)
+		sptest_sleep_ns(SPTEST_MS(1));
+	ck_assert_msg(after == 0, "the timer thread outlived the last group");
+	/* A context deadline keeps it for good; groups come and go around it. */
+	sp_ctx *dl;
+	ck_assert_int_eq(sp_ctx_with_timeout(NULL, SPTEST_S(60), &dl), 0);
+	g = sp_errgroup_create(NULL, NULL);
+	ck_assert_int_eq(sp_errgroup_go(g, ret_code, NULL), 0);
+	ck_assert_int_eq(sp_errgroup_wait(g), 0);
+	sp_errgroup_destroy(g);
+	ck_assert_int_eq(count_threads("sp-timer"), 1);
+	sp_ctx_release(dl);
 }
 END_TEST
 

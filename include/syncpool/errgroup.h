@@ -15,11 +15,12 @@
  * task to task (not one pthread per task: a burst of tiny tasks is drained
  * by the threads already running), an idle one exits after a few seconds
  * without work, and sp_errgroup_destroy joins them all - after destroy the
- * group has no thread left.  (The library's one timer thread, "sp-timer",
- * shared with context deadlines, is started by the first group or deadline
- * and stays for the life of the process: a group arms it to start a thread
- * for tasks queued behind a long-running one.)  A group with no task
- * running at fork() can be used in the child.
+ * group has no thread left.  The library's one timer thread ("sp-timer"),
+ * which a group arms to start a thread for tasks queued behind a
+ * long-running one, is started by the first group and joined by the
+ * destroy of the last one - unless context deadlines used it meanwhile:
+ * then it stays for the life of the process.  A group with no task running
+ * at fork() can be used in the child.
  *
  * Memory ordering: everything a task did happens before sp_errgroup_wait
  * (and destroy) return; everything before go/try_go happens before the task
