@@ -112,7 +112,7 @@ static void *timer_main(void *arg)
 				T.started = false;
 			r->exited = leave;
 			atomic_store_explicit(&r->done, 1, memory_order_release);
-			sp_park_wake_all(&r->done); /* under the lock: the asker waits for done */
+			sp_park_wake_all(&r->done); /* the asker may be gone: a stale wake is harmless */
 			if (leave) {
 				sp_ilock_unlock(&T.lock);
 				return NULL;
@@ -120,6 +120,8 @@ static void *timer_main(void *arg)
 		}
 		if (T.n > 0 && T.heap[0]->when <= sp_now_ns()) {
 			sp_timer *t = T.heap[0];
+			if (!t->reserved)
+				T.own = false; /* served a deadline (one armed before a fork, say) */
 			heap_delete(0);
 			T.sleep_until = INT64_MIN;
 			sp_ilock_unlock(&T.lock);
@@ -241,7 +243,9 @@ void sp_timer_unreserve(void)
 	bool ask = false;
 	sp_ilock_lock(&T.lock);
 	T.reserved--;
-	if (T.reserved == 0 && T.n == 0 && T.own && T.started && !T.stop) {
+	/* Never from the thread itself (a fire function - a deadline's hook - may get here). */
+	if (T.reserved == 0 && T.n == 0 && T.own && T.started && !T.stop &&
+	    !pthread_equal(T.thread, pthread_self())) {
 		r.thread = T.thread;
 		T.stop = &r;
 		atomic_fetch_add_explicit(&T.seq, 1, memory_order_relaxed);

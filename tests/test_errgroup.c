@@ -658,6 +658,59 @@ START_TEST(test_errgroup_after_fork)
 }
 END_TEST
 
+/*
+ * A fork child whose first group starts the timer thread, which then fires
+ * a deadline armed in the parent; that deadline's hook destroys the group -
+ * the last one - on the timer thread.  The destroy must not ask the timer
+ * thread to leave and wait for itself (it hung there once).
+ */
+static sp_errgroup *hook_g;
+static _Atomic int hook_destroyed;
+static void destroy_group_hook(void *arg)
+{
+	(void)arg;
+	sp_errgroup_destroy(hook_g);
+	atomic_store(&hook_destroyed, 1);
+}
+
+START_TEST(test_errgroup_destroyed_by_deadline_hook_after_fork)
+{
+	if (SP_TSAN || SP_ASAN)
+		return; /* as in test_errgroup_after_fork */
+	sp_ctx *c;
+	ck_assert_int_eq(sp_ctx_with_timeout(NULL, SPTEST_MS(100), &c), 0);
+	sp_ctx_hook *h = sp_ctx_after_func(c, destroy_group_hook, NULL);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		hook_g = sp_errgroup_create(NULL, NULL); /* starts the child's timer thread */
+		int bad = hook_g == NULL || sp_errgroup_go(hook_g, ret_code, NULL) != 0 ||
+			  sp_errgroup_wait(hook_g) != 0;
+		int64_t end = sptest_now_ns() + SPTEST_S(5);
+		while (!atomic_load(&hook_destroyed) && sptest_now_ns() < end)
+			sptest_sleep_ns(SPTEST_MS(1));
+		bad |= !atomic_load(&hook_destroyed);
+		/* The timer thread still serves deadlines. */
+		sp_ctx *d;
+		bad |= sp_ctx_with_timeout(NULL, SPTEST_MS(10), &d) != 0;
+		bad |= !bad && !sp_ctx_wait(d, SPTEST_S(5));
+		_exit(bad ? 1 : 0);
+	}
+	int status = 0;
+	int64_t end = sptest_now_ns() + SPTEST_S(20);
+	pid_t r;
+	while ((r = waitpid(pid, &status, WNOHANG)) == 0 && sptest_now_ns() < end)
+		sptest_sleep_ns(SPTEST_MS(1));
+	if (r == 0)
+		kill(pid, SIGKILL);
+	ck_assert_msg(r == pid, "the child hung");
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	sp_ctx_cancel(c);
+	ck_assert(!sp_ctx_hook_stop(h)); /* it ran here too, with hook_g NULL */
+	sp_ctx_release(c);
+}
+END_TEST
+
 static Suite *errgroup_suite(void)
 {
 	Suite *s = suite_create("errgroup");
@@ -679,6 +732,7 @@ static Suite *errgroup_suite(void)
 	tcase_add_test(tc, test_errgroup_create_fails_in_chain);
 	tcase_add_test(tc, test_errgroup_destroy_joins_threads);
 	tcase_add_test(tc, test_errgroup_after_fork);
+	tcase_add_test(tc, test_errgroup_destroyed_by_deadline_hook_after_fork);
 	suite_add_tcase(s, tc);
 	TCase *td = tcase_create("death");
 	tcase_set_timeout(td, 10);
