@@ -394,6 +394,8 @@ static int create_thread(sp_workers *p)
 		pthread_sigmask(SIG_SETMASK, &all, &old);
 		err = sp_workers_create_thread(&w->tid, &attr, worker_main, w);
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		if (err == 0)
+			pthread_setname_np(w->tid, "sp-worker"); /* not its creator's for long */
 		pthread_attr_destroy(&attr);
 		if (err)
 			err = err == EAGAIN ? EAGAIN : ENOMEM;

@@ -593,7 +593,8 @@ START_TEST(test_errgroup_destroy_joins_threads)
 	ck_assert_int_eq(sp_errgroup_wait(g), 0);
 	int during = count_threads("sp-worker");
 	ck_assert_int_ge(during, N); /* N tasks met: N threads at once */
-	ck_assert_int_eq(count_threads("sp-timer"), 1);
+	/* >= 1: a worker the timer thread just created has its name for a moment. */
+	ck_assert_int_ge(count_threads("sp-timer"), 1);
 	sp_errgroup_destroy(g);
 	/* A joined thread may linger in /proc for a moment after its exit. */
 	int64_t end = sptest_now_ns() + SPTEST_S(2);
