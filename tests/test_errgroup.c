@@ -619,6 +619,20 @@ START_TEST(test_errgroup_destroy_joins_threads)
 }
 END_TEST
 
+/* Waits (bounded) for a forked child; it must exit with status 0. */
+static void expect_child_ok(pid_t pid)
+{
+	int status = 0;
+	int64_t end = sptest_now_ns() + SPTEST_S(20);
+	pid_t r;
+	while ((r = waitpid(pid, &status, WNOHANG)) == 0 && sptest_now_ns() < end)
+		sptest_sleep_ns(SPTEST_MS(1));
+	if (r == 0)
+		kill(pid, SIGKILL);
+	ck_assert_msg(r == pid, "the child hung");
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 /* A group with no task running at fork() works in the child (its threads do not exist there). */
 START_TEST(test_errgroup_after_fork)
 {
@@ -644,15 +658,7 @@ START_TEST(test_errgroup_after_fork)
 		sp_errgroup_destroy(g);
 		_exit(bad ? 1 : 0);
 	}
-	int status = 0;
-	int64_t end = sptest_now_ns() + SPTEST_S(20);
-	pid_t r;
-	while ((r = waitpid(pid, &status, WNOHANG)) == 0 && sptest_now_ns() < end)
-		sptest_sleep_ns(SPTEST_MS(1));
-	if (r == 0)
-		kill(pid, SIGKILL);
-	ck_assert_msg(r == pid, "the child hung");
-	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	expect_child_ok(pid);
 	ck_assert_int_eq(sp_errgroup_go(g, ret_code, NULL), 0); /* the parent's threads still serve */
 	ck_assert_int_eq(sp_errgroup_wait(g), 0);
 	sp_errgroup_destroy(g);
@@ -697,15 +703,7 @@ START_TEST(test_errgroup_destroyed_by_deadline_hook_after_fork)
 		bad |= !bad && !sp_ctx_wait(d, SPTEST_S(5));
 		_exit(bad ? 1 : 0);
 	}
-	int status = 0;
-	int64_t end = sptest_now_ns() + SPTEST_S(20);
-	pid_t r;
-	while ((r = waitpid(pid, &status, WNOHANG)) == 0 && sptest_now_ns() < end)
-		sptest_sleep_ns(SPTEST_MS(1));
-	if (r == 0)
-		kill(pid, SIGKILL);
-	ck_assert_msg(r == pid, "the child hung");
-	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	expect_child_ok(pid);
 	sp_ctx_cancel(c);
 	ck_assert(!sp_ctx_hook_stop(h)); /* it ran here too, with hook_g NULL */
 	sp_ctx_release(c);
