@@ -124,6 +124,7 @@ struct sp_pool {
 	bool use_malloc;  /* the pool allocates with malloc: ThreadSanitizer     */
 	int mflags;       /* mallocx flags: the pool's arena, no thread cache    */
 	size_t size;
+	size_t poison_len; /* ASan: bytes poisoned while cached (obj_caching)  */
 	void *(*new_fn)(void *);
 	void (*free_fn)(void *, void *);
 	void (*reset_fn)(void *, void *);
@@ -140,6 +141,7 @@ struct sp_pool {
 	char *map;
 	size_t map_len;
 	char *arr[2];
+	size_t arr_len;       /* bytes of each array                     */
 	char *stats;
 	unsigned arena;
 	bool has_arena;
@@ -153,7 +155,44 @@ _Static_assert(offsetof(struct sp_pool, pc) == SP_POOL_HEAD_OFFSET_ &&
 	       "struct sp_pool_head_ mirrors struct sp_pool from SP_POOL_HEAD_OFFSET_");
 
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void arena_ctl_ind(unsigned ind, const char *op)
+{
+	char name[64];
+	snprintf(name, sizeof name, "arena.%u.%s", ind, op);
+	(void)mallctl(name, NULL, NULL, NULL, 0);
+}
+
+/* Arenas of destroyed pools, empty, for the next creates (under reg_mu). */
+static struct {
+	unsigned *ind;
+	size_t n, cap;
+} spare_arenas;
+
+static void spare_arena_put(unsigned ind)
+{
+	pthread_mutex_lock(&reg_mu);
+	if (spare_arenas.n == spare_arenas.cap) {
+		size_t cap = spare_arenas.cap ? 2 * spare_arenas.cap : 16;
+		sp_tsan_ignore_begin();
+		unsigned *a = realloc(spare_arenas.ind, cap * sizeof *a);
+		sp_tsan_ignore_end();
+		if (a) {
+			spare_arenas.ind = a;
+			spare_arenas.cap = cap;
+		}
+	}
+	if (spare_arenas.n < spare_arenas.cap)
+		spare_arenas.ind[spare_arenas.n++] = ind;
+	else
+		arena_ctl_ind(ind, "destroy"); /* no memory to remember it */
+	pthread_mutex_unlock(&reg_mu);
+}
+
 static sp_pool *reg_head;
+
+static pthread_once_t atfork_once;
+static void atfork_register(void);
 
 /* ------------------------------------------------------------ objects */
 
@@ -179,18 +218,22 @@ static inline struct cpu_stats *cpu_stats(sp_pool *p, uint32_t idx)
  * takes it out - a Get from any source (slot, stack, steal, victim), or a
  * drop (free_fn / free) - an acquire on it after.  Both stay outside the
  * sequences.  AddressSanitizer: a cached object's first size bytes are
- * poisoned from before it enters the cache until it is taken out.
+ * poisoned from before it enters the cache until it is taken out - for an
+ * object of the built-in allocator, size rounded up to ASan's 8-byte
+ * granule (jemalloc's size classes are multiples of 8, and ASan cannot
+ * poison the start of a granule whose end stays addressable), so that a
+ * use after Put in the last bytes is reported too.
  */
 static inline void obj_got(const sp_pool *p, void *obj)
 {
-	sp_asan_unpoison(obj, p->size);
+	sp_asan_unpoison(obj, p->size); /* a partial last granule: only size bytes */
 	sp_tsan_acquire(obj);
 }
 
 static inline void obj_caching(const sp_pool *p, void *obj)
 {
 	sp_tsan_release(obj);
-	sp_asan_poison(obj, p->size); /* before it is published: another thread may get it */
+	sp_asan_poison(obj, p->poison_len); /* before it is published: another thread may get it */
 }
 
 /*
@@ -213,8 +256,10 @@ static void *obj_alloc(sp_pool *p, uint32_t idx)
 
 static void obj_drop(sp_pool *p, void *o, uint32_t idx)
 {
-	if (p->hooks)
-		obj_got(p, o); /* free_fn / free see the last putter's writes */
+	if (p->hooks) {
+		sp_asan_unpoison(o, p->poison_len); /* the allocator gets it all back */
+		sp_tsan_acquire(o); /* free_fn / free see the last putter's writes */
+	}
 	STAT_ADD(p, idx, drops, 1);
 	if (p->free_fn) {
 		p->free_fn(o, p->arg);
@@ -570,9 +615,7 @@ static uint32_t area_drain(sp_pool *p, char *base, uint32_t j)
 
 static void arena_ctl(sp_pool *p, const char *op)
 {
-	char name[64];
-	snprintf(name, sizeof name, "arena.%u.%s", p->arena, op);
-	(void)mallctl(name, NULL, NULL, NULL, 0);
+	arena_ctl_ind(p->arena, op);
 }
 
 SP_API void sp_pool_cleanup(sp_pool *p)
@@ -631,11 +674,12 @@ SP_API sp_pool *sp_pool_create(const sp_pool_opts *o)
 	bool jem = o->size > 0 && !o->new_fn && !o->free_fn;
 	bool user = o->free_fn != NULL;
 	size_t cap = o->per_cpu_cap ? o->per_cpu_cap : SP_POOL_DEFAULT_PER_CPU_CAP;
-	if ((!jem && !user) || cap > SP_POOL_MAX_PER_CPU_CAP || o->size > (SIZE_MAX >> 2)) {
+	if ((!jem && !user) || cap > SP_POOL_MAX_PER_CPU_CAP || (jem && o->size > (SIZE_MAX >> 2))) {
 		errno = EINVAL;
 		return NULL;
 	}
 	const struct sp_pc_config *cfg = sp_pc_init();
+	pthread_once(&atfork_once, atfork_register);
 
 	/* The pool's own memory: out of a user's ThreadSanitizer's sight (sanitizer_ignore.h). */
 	sp_tsan_ignore_begin();
@@ -669,6 +713,8 @@ SP_API sp_pool *sp_pool_create(const sp_pool_opts *o)
 	}
 	p->arr[0] = p->map;
 	p->arr[1] = p->map + arr_len;
+	p->arr_len = arr_len;
+	sp_lsan_root_add(p->map, 2 * arr_len); /* cached objects live only there */
 	p->stats = p->map + 2 * arr_len;
 
 	atomic_init(&p->pc.base, p->arr[0]);
@@ -689,6 +735,7 @@ SP_API sp_pool *sp_pool_create(const sp_pool_opts *o)
 		p->rseq = false;
 	}
 	p->size = o->size;
+	p->poison_len = jem && !p->use_malloc ? (o->size + 7) & ~(size_t)7 : o->size;
 	p->new_fn = o->new_fn;
 	p->free_fn = o->free_fn;
 	p->reset_fn = o->reset_fn;
@@ -698,19 +745,28 @@ SP_API sp_pool *sp_pool_create(const sp_pool_opts *o)
 	atomic_init(&p->victim_empty, 1); /* the first victim is empty */
 	pthread_mutex_init(&p->cleanup_mu, NULL);
 
+	pthread_mutex_lock(&reg_mu);
 	if (jem && !p->use_malloc) {
-		/* An arena of its own, no thread cache: cleanup can purge it. */
+		/*
+		 * An arena of its own, no thread cache: cleanup can purge it.
+		 * One a destroyed pool left empty is reused: jemalloc keeps
+		 * some metadata of every arena it ever created, even after
+		 * arena.<i>.destroy, so creating one per pool grew the process
+		 * by ~4 KiB per create/destroy cycle.
+		 */
+		p->mflags = MALLOCX_TCACHE_NONE;
 		unsigned ind;
 		size_t sz = sizeof ind;
-		p->mflags = MALLOCX_TCACHE_NONE;
-		if (mallctl("arenas.create", &ind, &sz, NULL, 0) == 0) {
+		if (spare_arenas.n > 0) {
+			p->arena = spare_arenas.ind[--spare_arenas.n];
+			p->has_arena = true;
+		} else if (mallctl("arenas.create", &ind, &sz, NULL, 0) == 0) {
 			p->arena = ind;
 			p->has_arena = true;
-			p->mflags |= MALLOCX_ARENA(ind);
 		}
+		if (p->has_arena)
+			p->mflags |= MALLOCX_ARENA(p->arena);
 	}
-
-	pthread_mutex_lock(&reg_mu);
 	p->reg_next = reg_head;
 	if (reg_head)
 		reg_head->reg_prev = p;
@@ -747,9 +803,17 @@ SP_API void sp_pool_destroy(sp_pool *p)
 		uint64_t out = 0;
 		for (uint32_t j = 0; j < p->pc.ncpu; j++)
 			out += atomic_load(&cpu_stats(p, j)->allocs) - atomic_load(&cpu_stats(p, j)->frees);
-		arena_ctl(p, out == 0 ? "destroy" : "purge");
+		if (out == 0) {
+			/* Empty: its pages go back to the OS, the arena to the next pool. */
+			arena_ctl(p, "reset");
+			arena_ctl(p, "purge");
+			spare_arena_put(p->arena);
+		} else {
+			arena_ctl(p, "purge"); /* objects still out live in it */
+		}
 	}
 	pthread_mutex_destroy(&p->cleanup_mu);
+	sp_lsan_root_del(p->map, 2 * p->arr_len);
 	munmap(p->map, p->map_len);
 	sp_tsan_ignore_begin();
 	free(p->drain);
@@ -834,6 +898,7 @@ SP_API int sp_pool_cleaner_start(int64_t interval_ns)
 {
 	if (interval_ns <= 0)
 		return EINVAL;
+	pthread_once(&atfork_once, atfork_register);
 	int err = 0;
 	pthread_mutex_lock(&cl_mu);
 	atomic_store_explicit(&cl_interval, interval_ns, memory_order_relaxed);
@@ -860,4 +925,67 @@ SP_API void sp_pool_cleaner_stop(void)
 		cl_running = false;
 	}
 	pthread_mutex_unlock(&cl_mu);
+}
+
+/* ------------------------------------------------------------ fork */
+
+/*
+ * fork() copies one thread.  Any lock another thread holds at that moment
+ * would stay held in the child forever, and the cleaner thread is not
+ * copied at all.  So, as glibc's malloc does with its arenas, the prepare
+ * handler takes every lock of the pool layer - the cleaner's, the
+ * registry, and each live pool's cleanup mutex and area locks (in the
+ * order every other path takes them: none of them is held while taking
+ * one before it) - and both sides release them after the fork.  Lock-free
+ * state needs nothing: a thread's writes that reach the child are a prefix
+ * of its program order (a write to a page the fork has already copied
+ * faults and waits for the fork to end), and the sequences commit with a
+ * single store.  In the child the cleaner is marked stopped, so that
+ * sp_pool_cleaner_start starts a new one.
+ */
+static void pool_areas_each(sp_pool *p, bool lock)
+{
+	for (int r = 0; r < 2; r++) {
+		for (uint32_t j = 0; j < p->pc.ncpu; j++) {
+			struct sp_pc_area *a = sp_pc_area_at(&p->pc, p->arr[r], j);
+			if (lock)
+				sp_pc_lock(a);
+			else
+				sp_pc_unlock(a);
+		}
+	}
+}
+
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&cl_mu);
+	pthread_mutex_lock(&reg_mu);
+	for (sp_pool *p = reg_head; p; p = p->reg_next) {
+		pthread_mutex_lock(&p->cleanup_mu);
+		pool_areas_each(p, true);
+	}
+}
+
+static void fork_release(void)
+{
+	for (sp_pool *p = reg_head; p; p = p->reg_next) {
+		pool_areas_each(p, false);
+		pthread_mutex_unlock(&p->cleanup_mu);
+	}
+	pthread_mutex_unlock(&reg_mu);
+	pthread_mutex_unlock(&cl_mu);
+}
+
+static void fork_child(void)
+{
+	cl_running = false; /* the thread stayed in the parent */
+	atomic_store_explicit(&cl_stop, false, memory_order_relaxed);
+	fork_release();
+}
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void atfork_register(void)
+{
+	(void)pthread_atfork(fork_prepare, fork_release, fork_child);
 }

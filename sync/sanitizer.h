@@ -14,6 +14,10 @@
  *    on that word (an inlined fast path) pairs with it too.
  *  - AddressSanitizer cannot know that an object sitting in a pool cache is
  *    dead; sp_asan_poison / sp_asan_unpoison mark it.
+ *  - LeakSanitizer scans the heap, globals and stacks, not anonymous mmap:
+ *    objects cached only in such memory (the pool's per-CPU areas) would be
+ *    reported as leaked at exit while their pool is alive.  sp_lsan_root_add
+ *    / sp_lsan_root_del declare such memory a root region.
  *
  * Both resolve to the sanitizer runtime's own entry points, declared weak:
  * in a program without the sanitizer they are NULL and each hook costs a
@@ -31,6 +35,8 @@ void __tsan_acquire(void *addr) __attribute__((weak));
 void __tsan_release(void *addr) __attribute__((weak));
 void __asan_poison_memory_region(void const volatile *addr, size_t size) __attribute__((weak));
 void __asan_unpoison_memory_region(void const volatile *addr, size_t size) __attribute__((weak));
+void __lsan_register_root_region(const void *p, size_t size) __attribute__((weak));
+void __lsan_unregister_root_region(const void *p, size_t size) __attribute__((weak));
 
 /* True when a ThreadSanitizer runtime is in the process. */
 static inline bool sp_tsan_active(void)
@@ -66,6 +72,19 @@ static inline void sp_asan_unpoison(const volatile void *addr, size_t size)
 {
 	if (SP_UNLIKELY(__asan_unpoison_memory_region != NULL) && size)
 		__asan_unpoison_memory_region(addr, size);
+}
+
+/* Pairs: a region added is deleted with the same address and size. */
+static inline void sp_lsan_root_add(const void *addr, size_t size)
+{
+	if (SP_UNLIKELY(__lsan_register_root_region != NULL))
+		__lsan_register_root_region(addr, size);
+}
+
+static inline void sp_lsan_root_del(const void *addr, size_t size)
+{
+	if (SP_UNLIKELY(__lsan_unregister_root_region != NULL))
+		__lsan_unregister_root_region(addr, size);
 }
 
 #endif /* SP_SYNC_SANITIZER_H */

@@ -6,9 +6,11 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define MAX_SUITES 64
@@ -36,6 +38,19 @@ void sptest_sleep_ns(int64_t ns)
 	struct timespec ts = { .tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000 };
 	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
 		;
+}
+
+bool sptest_wait_child(int pid, int *status, int64_t timeout_ns)
+{
+	int64_t end = sptest_now_ns() + timeout_ns;
+	pid_t w;
+	while ((w = waitpid(pid, status, WNOHANG)) == 0 && sptest_now_ns() < end)
+		sptest_sleep_ns(1000000);
+	if (w == pid)
+		return true;
+	kill(pid, SIGKILL);
+	waitpid(pid, status, 0);
+	return false;
 }
 
 bool sptest_join_within(pthread_t t, int64_t timeout_ns, void **ret)

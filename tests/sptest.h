@@ -45,6 +45,13 @@ void sptest_run_threads(int n, void *(*fn)(void *), void *args, size_t stride, i
 /* Joins t within timeout_ns; false if it did not finish (it is left running). */
 bool sptest_join_within(pthread_t t, int64_t timeout_ns, void **ret);
 
+/*
+ * Waits for the forked child pid within timeout_ns and returns true with its
+ * wait status in *status; on timeout kills it (SIGKILL), reaps it and
+ * returns false.
+ */
+bool sptest_wait_child(int pid, int *status, int64_t timeout_ns);
+
 /* Thread-count helper: how many CPUs this process may run on. */
 int sptest_ncpu(void);
 

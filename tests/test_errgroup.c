@@ -623,13 +623,7 @@ END_TEST
 static void expect_child_ok(pid_t pid)
 {
 	int status = 0;
-	int64_t end = sptest_now_ns() + SPTEST_S(20);
-	pid_t r;
-	while ((r = waitpid(pid, &status, WNOHANG)) == 0 && sptest_now_ns() < end)
-		sptest_sleep_ns(SPTEST_MS(1));
-	if (r == 0)
-		kill(pid, SIGKILL);
-	ck_assert_msg(r == pid, "the child hung");
+	ck_assert_msg(sptest_wait_child(pid, &status, SPTEST_S(20)), "the child hung");
 	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #if SP_TSAN
@@ -824,7 +825,140 @@ START_TEST(test_pool_destroy_with_objects_out)
 }
 END_TEST
 
+/*
+ * Creating and destroying jemalloc pools does not grow the process: an
+ * emptied pool's arena is reused (jemalloc keeps ~4 KiB of every arena it
+ * ever created, so one new arena per pool grew RSS by 80 MiB over 20 000
+ * cycles).
+ */
+START_TEST(test_pool_create_destroy_flat)
+{
+#if SP_TSAN || SP_ASAN
+	return; /* TSan: malloc (pool.c); ASan: its quarantine keeps freed memory */
+#endif
+	enum { N = 3000 };
+	sp_pool_opts o = { .size = 64 };
+	long r0 = 0;
+	for (int i = 0; i < N; i++) {
+		if (i == N / 3)
+			r0 = rss_kib(); /* after the first arenas exist */
+		sp_pool *p = sp_pool_create(&o);
+		ck_assert_ptr_nonnull(p);
+		void *x[4];
+		for (int j = 0; j < 4; j++)
+			ck_assert_ptr_nonnull(x[j] = sp_pool_get(p));
+		for (int j = 0; j < 4; j++)
+			sp_pool_put(p, x[j]);
+		sp_pool_destroy(p);
+	}
+	long r1 = rss_kib();
+	/* 2000 cycles at ~4 KiB each would be ~8 MiB. */
+	ck_assert_msg(r1 - r0 < 2048, "RSS grew by %ld KiB over %d create/destroy cycles", r1 - r0,
+		      N - N / 3);
+}
+END_TEST
+
+/*
+ * fork: the child can use the pools, and sp_pool_cleaner_start there starts
+ * a cleaner of its own (the parent's thread is not in the child).
+ */
+static _Atomic int fork_frees;
+static void *fork_new(void *arg)
+{
+	(void)arg;
+	return malloc(32);
+}
+static void fork_free(void *o, void *arg)
+{
+	(void)arg;
+	atomic_fetch_add(&fork_frees, 1);
+	free(o);
+}
+
+START_TEST(test_pool_fork_cleaner)
+{
+#if SP_TSAN || SP_ASAN
+	return; /* the sanitizers' runtimes do not support fork with threads */
+#endif
+	sp_pool_opts o = { .new_fn = fork_new, .free_fn = fork_free };
+	sp_pool *p = sp_pool_create(&o);
+	ck_assert_ptr_nonnull(p);
+	ck_assert_int_eq(sp_pool_cleaner_start(3600 * INT64_C(1000000000)), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		alarm(10);
+		int bad = 0;
+		if (sp_pool_cleaner_start(INT64_C(1000000)) != 0) /* 1 ms */
+			bad |= 1;
+		void *x[10];
+		for (int i = 0; i < 10; i++)
+			x[i] = sp_pool_get(p);
+		for (int i = 0; i < 10; i++)
+			sp_pool_put(p, x[i]);
+		int64_t end = sptest_now_ns() + SPTEST_S(5);
+		while (atomic_load(&fork_frees) < 10 && sptest_now_ns() < end)
+			usleep(1000);
+		if (atomic_load(&fork_frees) != 10)
+			bad |= 2;
+		sp_pool_cleaner_stop();
+		sp_pool_destroy(p);
+		_exit(bad);
+	}
+	int st = 0;
+	ck_assert_msg(sptest_wait_child(pid, &st, SPTEST_S(20)), "the child hung");
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
+	sp_pool_cleaner_stop();
+	sp_pool_destroy(p);
+}
+END_TEST
+
 #if SP_ASAN
+int __lsan_do_recoverable_leak_check(void) __attribute__((weak));
+void __asan_poison_memory_region(void const volatile *addr, size_t size);
+int __asan_address_is_poisoned(void const volatile *addr);
+
+/* Objects cached by a live pool are not leaks (its areas are LSan roots). */
+START_TEST(test_pool_lsan_live_pool)
+{
+	static sp_pool *live; /* global root, as a user's would be */
+	sp_pool_opts o = { .new_fn = fork_new, .free_fn = fork_free };
+	live = sp_pool_create(&o);
+	ck_assert_ptr_nonnull(live);
+	void *x[8];
+	for (int i = 0; i < 8; i++)
+		x[i] = sp_pool_get(live);
+	for (int i = 0; i < 8; i++)
+		sp_pool_put(live, x[i]);
+	memset(x, 0, sizeof x); /* no copy left on the stack */
+	if (__lsan_do_recoverable_leak_check)
+		ck_assert_int_eq(__lsan_do_recoverable_leak_check(), 0);
+	sp_pool_destroy(live);
+}
+END_TEST
+
+/* A cached object of the built-in allocator is poisoned to its last byte. */
+START_TEST(test_pool_asan_poison_tail)
+{
+	for (size_t size = 1; size <= 40; size++) {
+		sp_pool_opts o = { .size = size };
+		sp_pool *p = sp_pool_create(&o);
+		unsigned char *x = sp_pool_get(p);
+		ck_assert_ptr_nonnull(x);
+		memset(x, 1, size);
+		sp_pool_put(p, x);
+		for (size_t i = 0; i < size; i++)
+			ck_assert_msg(__asan_address_is_poisoned(x + i), "size %zu: byte %zu not poisoned", size, i);
+		x = sp_pool_get(p); /* the same object back: usable again */
+		for (size_t i = 0; i < size; i++)
+			ck_assert(!__asan_address_is_poisoned(x + i));
+		memset(x, 2, size);
+		sp_pool_put(p, x);
+		sp_pool_destroy(p);
+	}
+}
+END_TEST
+
 /* A use after Put is reported: ASan exits 1 (abort_on_error=0). */
 START_TEST(test_pool_asan_use_after_put)
 {
@@ -869,8 +1003,12 @@ static Suite *pool_suite(void)
 	tcase_add_test(tc, test_pool_stats);
 	tcase_add_test(tc, test_pool_rss);
 	tcase_add_test(tc, test_pool_destroy_with_objects_out);
+	tcase_add_test(tc, test_pool_create_destroy_flat);
+	tcase_add_test(tc, test_pool_fork_cleaner);
 #if SP_ASAN
 	tcase_add_exit_test(tc, test_pool_asan_use_after_put, 1);
+	tcase_add_test(tc, test_pool_lsan_live_pool);
+	tcase_add_test(tc, test_pool_asan_poison_tail);
 #endif
 	suite_add_tcase(s, tc);
 	return s;

@@ -17,6 +17,14 @@
  * (GLIBC_TUNABLES=glibc.pthread.rseq=0, valgrind, other architectures, and
  * in a process with a ThreadSanitizer runtime, or an AddressSanitizer one
  * for a pool with size > 0) the same areas are used under a per-CPU lock.
+ * Where the kernel offers it (Linux >= 6.3) the area is chosen by the
+ * thread's rseq mm_cid rather than its CPU number: a dense id the kernel
+ * gives each thread of the process while it runs, never the same for two
+ * threads running at once.  The caches are then per running thread slot
+ * rather than per CPU: there are no more of them than the process has
+ * threads, and which one a thread uses may change when it is scheduled
+ * again - so which Get counts as local or stolen cannot be predicted from
+ * CPU affinity.
  *
  * Cleanup (Go's GC hook): one cycle drops (free_fn) the victim cache and
  * moves the primary cache into the victim, so an object survives exactly one
@@ -32,7 +40,15 @@
  * through a pool object is not reported; with a TSan runtime in the process
  * the built-in allocator uses malloc/free instead of jemalloc (TSan cannot
  * follow jemalloc's reuse of memory).  AddressSanitizer: the first size
- * bytes of a cached object are poisoned, so a use after Put is reported.
+ * bytes of a cached object are poisoned (for the built-in allocator, up to
+ * the next multiple of 8), so a use after Put is reported; LeakSanitizer
+ * sees the objects cached by a live pool as reachable.
+ *
+ * fork(): the child may use every pool it inherits, as in the parent (a
+ * prepare handler takes the pool layer's locks, so none is left held by a
+ * thread the child does not have).  The cleaner thread is not in the child:
+ * sp_pool_cleaner_start there starts a new one.  new_fn, free_fn and
+ * reset_fn must not call fork().
  */
 #ifndef SYNCPOOL_POOL_H
 #define SYNCPOOL_POOL_H
@@ -78,7 +94,10 @@ typedef struct sp_pool_opts {
  * how many bytes of a cached object to poison (0: none).  reset_fn is optional in both.
  * per_cpu_cap: 0 means SP_POOL_DEFAULT_PER_CPU_CAP; at most
  * SP_POOL_MAX_PER_CPU_CAP.  Returns NULL with errno EINVAL for anything else
- * (NULL opts included), ENOMEM when out of memory.  Does not block.
+ * (NULL opts included; a built-in allocator's size above SIZE_MAX / 4),
+ * ENOMEM when out of memory.  Waits only while an sp_pool_cleanup_all is
+ * in progress on another thread (it holds the list of pools, its free_fn
+ * calls included).
  *
  * new_fn, free_fn and reset_fn may call sp_pool_get/sp_pool_put (on any
  * pool) but not sp_pool_create, sp_pool_destroy or the cleanup functions:
@@ -123,7 +142,8 @@ void sp_pool_put(sp_pool *p, void *obj);
  */
 void sp_pool_cleanup(sp_pool *p);
 
-/* One cleanup cycle on every live pool (serialized with create/destroy). */
+/* One cleanup cycle on every live pool (serialized with create/destroy:
+ * they wait for it). */
 void sp_pool_cleanup_all(void);
 
 /*
@@ -140,8 +160,8 @@ void sp_pool_cleaner_stop(void);
 
 typedef struct sp_pool_stats {
 	uint64_t gets, puts;            /* calls                                          */
-	uint64_t hits_local;            /* served by this CPU's private slot or stack     */
-	uint64_t hits_stolen;           /* served by getSlow from another CPU             */
+	uint64_t hits_local;            /* served by this CPU's (area's) slot or stack    */
+	uint64_t hits_stolen;           /* served by getSlow from another CPU's area      */
 	uint64_t hits_victim;           /* served from the victim cache                   */
 	uint64_t news;                  /* misses that called new_fn / allocated          */
 	uint64_t drops;                 /* objects handed to free_fn (cleanup, overflow)  */
