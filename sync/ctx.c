@@ -170,9 +170,14 @@ static int watch_add_node(ctx_node *n, sp_ctx_watch *w, void (*fn)(sp_ctx_watch 
 	return err;
 }
 
+static void node_retain(ctx_node *n);
+static void node_release(ctx_node *n);
+
 int sp_ctx_watch_add(sp_ctx *c, sp_ctx_watch *w, void (*fn)(sp_ctx_watch *w))
 {
 	ctx_node *n = node_of(c);
+	w->node = NULL;
+	w->err = 0;
 	if (n == NULL) {
 		w->fn = fn;
 		atomic_store_explicit(&w->state, SP_WATCH_IDLE, memory_order_relaxed);
@@ -182,9 +187,20 @@ int sp_ctx_watch_add(sp_ctx *c, sp_ctx_watch *w, void (*fn)(sp_ctx_watch *w))
 	if (err) {
 		sp_tsan_acquire(&n->err);
 		atomic_store_explicit(&w->state, SP_WATCH_IDLE, memory_order_relaxed);
+		w->err = err;
 		return err;
 	}
-	return watch_add_node(n, w, fn);
+	sp_timer_resume(); /* a fork child: the deadlines armed before fork need a thread */
+	/* The waiter's own reference: its handle may be released while it sleeps. */
+	node_retain(n);
+	err = watch_add_node(n, w, fn);
+	if (err) {
+		node_release(n);
+		w->err = err;
+		return err;
+	}
+	w->node = n;
+	return 0;
 }
 
 static bool watch_remove_node(ctx_node *n, sp_ctx_watch *w)
@@ -221,14 +237,21 @@ static bool watch_remove_node(ctx_node *n, sp_ctx_watch *w)
 
 bool sp_ctx_watch_remove(sp_ctx *c, sp_ctx_watch *w)
 {
-	uint32_t s = atomic_load_explicit(&w->state, memory_order_acquire);
-	if (s == SP_WATCH_IDLE)
-		return true;
-	if (s == SP_WATCH_DONE) {
-		sp_tsan_acquire(&w->state);
-		return false;
+	(void)c; /* the watch's own reference is used: c may be released already */
+	ctx_node *n = w->node;
+	if (n == NULL) { /* never registered, or removed before */
+		uint32_t s = atomic_load_explicit(&w->state, memory_order_acquire);
+		if (s == SP_WATCH_DONE)
+			sp_tsan_acquire(&w->state);
+		return s != SP_WATCH_DONE;
 	}
-	return watch_remove_node(node_of(c), w);
+	bool removed = watch_remove_node(n, w);
+	w->err = atomic_load_explicit(&n->err, memory_order_acquire);
+	if (w->err)
+		sp_tsan_acquire(&n->err);
+	w->node = NULL;
+	node_release(n);
+	return removed;
 }
 
 /* Called by the canceller after fn returned: lets a remover go. */
@@ -487,8 +510,14 @@ static int ctx_new(sp_ctx *parent, int64_t deadline, bool has_value, const void 
 	if (own_deadline)
 		n->deadline = deadline;
 
-	/* Everything a parent's canceller reads is set before the link publishes n. */
-	bool arm = own_deadline && deadline > sp_now_ns();
+	/*
+	 * Everything a parent's canceller reads is set before the link publishes n.
+	 * A deadline already past - its own, or the parent's when the timer has
+	 * not fired it yet - makes n done at once (ctx.h), not at the timer's
+	 * next turn.
+	 */
+	bool past = n->deadline != INT64_MAX && n->deadline <= sp_now_ns();
+	bool arm = own_deadline && !past;
 	if (arm) {
 		n->has_timer = true;
 		n->timer.when = deadline;
@@ -506,7 +535,7 @@ static int ctx_new(sp_ctx *parent, int64_t deadline, bool has_value, const void 
 			return 0;
 		}
 	}
-	if (own_deadline && !arm) {
+	if (past) {
 		ctx_cancel(n, ETIMEDOUT, false);
 	} else if (arm) {
 		node_retain(n); /* the heap's reference */
@@ -601,7 +630,7 @@ SP_API bool sp_ctx_wait(sp_ctx *c, int64_t timeout_ns)
 		if (sp_park_wait(&w.word, 0, deadline) == ETIMEDOUT)
 			break;
 	sp_ctx_watch_remove(c, &w.watch);
-	return sp_ctx_err(c) != 0;
+	return w.watch.err != 0;
 }
 
 /* ------------------------------------------------------------ references */

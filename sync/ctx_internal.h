@@ -24,6 +24,7 @@
  *	if (err) return err;                  // already done: not registered
  *	while (!granted && !(word & CANCELLED)) sp_park_wait(&w.word, seen, -1);
  *	sp_ctx_watch_remove(ctx, &w.watch);   // after it returns, w may die
+ *	return w.watch.err;                   // ctx itself may be gone
  *
  * fn runs with no lock of the context held (the canceller detaches the whole
  * watch list under the context's lock, then calls each fn), so fn may take
@@ -48,6 +49,8 @@ struct sp_ctx_watch {
 	sp_ctx_watch *next, *prev;
 	void (*fn)(sp_ctx_watch *w);
 	_Atomic uint32_t state; /* SP_WATCH_* below */
+	void *node;             /* the context, referenced from add to remove */
+	int err;                /* the context's error as add / remove saw it */
 };
 
 /*
@@ -77,7 +80,11 @@ enum {
  * w is then not registered and fn is never called.  Never blocks (it may take
  * the context's internal lock).  Every context made by a with_* call can be
  * done (value contexts are cancellable too), so only NULL/background skip
- * registration.  The caller must hold a handle on c until remove returns.
+ * registration.  A registered watch holds its own reference on the
+ * context until remove: another thread may release the last handle (the
+ * creator's release cancels, Go's `defer cancel()`) while the waiter sleeps.
+ * c must be a valid handle when add is called.  w->err is set to the
+ * return value.
  */
 int sp_ctx_watch_add(sp_ctx *c, sp_ctx_watch *w, void (*fn)(sp_ctx_watch *w));
 
@@ -86,7 +93,9 @@ int sp_ctx_watch_add(sp_ctx *c, sp_ctx_watch *w, void (*fn)(sp_ctx_watch *w));
  * never run) - also when w was never registered - false if fn has been
  * called - and then only after fn has returned, so the caller may free w as
  * soon as this returns.  May wait (parked) for a running fn; never otherwise
- * blocks.  Calling it again after it returned is harmless.
+ * blocks.  Calling it again after it returned is harmless.  Sets w->err to
+ * the context's error at this point (0: not done) and drops the watch's
+ * reference: after remove, use w->err, not c (whose handle may be gone).
  */
 bool sp_ctx_watch_remove(sp_ctx *c, sp_ctx_watch *w);
 

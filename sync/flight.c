@@ -585,7 +585,7 @@ static int wait_call(sp_flight *g, struct rec *r, sp_ctx *ctx, sp_flight_result 
 		/* Done wins over a context done at the same moment: the result is here. */
 		s = atomic_load_explicit(&r->state, memory_order_acquire);
 		if (!(s & ST_DONE)) {
-			int err = sp_ctx_err(ctx);
+			int err = ctx ? w.watch.err : 0; /* ctx's handle may be gone now */
 			rec_put_ref(g, r);
 			return err ? err : ECANCELED;
 		}

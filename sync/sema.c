@@ -294,12 +294,16 @@ static int abandon(sp_sema *s, sema_waiter *w, int err)
 
 /* Weight obtained without a registered watch: a ctx made done before the
  * release that freed it (hb via the acquire on state) must still win. */
-static int recheck(sp_sema *s, int64_t n, sp_ctx *ctx)
+static int recheck_err(sp_sema *s, int64_t n, int err)
 {
-	int err = ctx ? sp_ctx_err(ctx) : 0;
 	if (SP_UNLIKELY(err))
 		sp_sema_release(s, n);
 	return err;
+}
+
+static int recheck(sp_sema *s, int64_t n, sp_ctx *ctx)
+{
+	return recheck_err(s, n, ctx ? sp_ctx_err(ctx) : 0);
 }
 
 static int acquire_slow(sp_sema *s, int64_t n, sp_ctx *ctx)
@@ -329,10 +333,11 @@ static int acquire_slow(sp_sema *s, int64_t n, sp_ctx *ctx)
 	if (err)
 		return abandon(s, &w, err);
 	wait_bits(&w, W_GRANTED | W_CANCELLED, head);
-	sp_ctx_watch_remove(ctx, &w.watch); /* after this, CANCELLED cannot appear */
+	/* After this, CANCELLED cannot appear; ctx's handle may be gone: w.watch.err. */
+	sp_ctx_watch_remove(ctx, &w.watch);
 	uint32_t v = atomic_load_explicit(&w.word, memory_order_acquire);
 	if (v & W_CANCELLED)
-		return abandon(s, &w, sp_ctx_err(ctx));
+		return abandon(s, &w, w.watch.err);
 	sp_tsan_acquire(&s->state_); /* handed off: every release before the grant */
 	/*
 	 * The context may be done with our watch not yet called (the
@@ -340,7 +345,7 @@ static int acquire_slow(sp_sema *s, int64_t n, sp_ctx *ctx)
 	 * took ours off its list): as in Go, weight granted to a waiter whose
 	 * context is done goes back.
 	 */
-	return recheck(s, n, ctx);
+	return recheck_err(s, n, w.watch.err);
 }
 
 SP_API int sp_sema_acquire(sp_sema *s, int64_t n, sp_ctx *ctx)

@@ -156,12 +156,21 @@ static void timer_atfork_parent(void)
 	sp_ilock_unlock(&T.lock);
 }
 
+_Atomic bool sp_timer_orphans_;
+
 static void timer_atfork_child(void)
 {
 	atomic_store_explicit(&T.lock.v, 0, memory_order_relaxed);
 	T.started = false;
 	T.stop = NULL; /* its asker is a thread of the parent */
 	T.sleep_until = INT64_MIN;
+	/*
+	 * Timers armed before the fork have no thread to fire them.  Starting
+	 * one here (a thread created in an atfork handler) would break
+	 * ThreadSanitizer's fork support and cost every fork-then-exec a
+	 * thread; the child's first timer or context wait starts it instead.
+	 */
+	atomic_store_explicit(&sp_timer_orphans_, T.n > 0, memory_order_relaxed);
 }
 
 static void timer_register_atfork(void)
@@ -192,6 +201,7 @@ static int timer_start(void)
 	T.own = false;
 	T.thread = th;
 	T.sleep_until = INT64_MIN;
+	atomic_store_explicit(&sp_timer_orphans_, false, memory_order_relaxed);
 	return 0;
 }
 
@@ -261,6 +271,16 @@ void sp_timer_unreserve(void)
 		pthread_join(r.thread, NULL);
 }
 
+void sp_timer_resume_slow(void)
+{
+	sp_ilock_lock(&T.lock);
+	if (!T.started && T.n > 0)
+		(void)timer_start(); /* own stays false: it serves deadlines, it stays */
+	else
+		atomic_store_explicit(&sp_timer_orphans_, false, memory_order_relaxed);
+	sp_ilock_unlock(&T.lock);
+}
+
 int sp_timer_add(sp_timer *t)
 {
 	bool wake = false;
@@ -274,6 +294,8 @@ int sp_timer_add(sp_timer *t)
 			sp_ilock_unlock(&T.lock);
 			return r;
 		}
+		/* Started for a reservation (in a fork child): it may leave with it. */
+		T.own = t->reserved && T.n == T.n_reserved;
 	}
 	if (!t->reserved)
 		T.own = false; /* a context deadline: the thread stays for good */

@@ -13,12 +13,14 @@
  * fire(t) runs on the timer thread with no lock held, after t was taken off
  * the heap; whoever takes a timer off the heap (the timer thread, or a
  * successful sp_timer_remove) owns what it stands for.  After fork() the
- * child has no timer thread; its first sp_timer_add starts one, which then
- * serves the timers armed before the fork too.
+ * child has no timer thread; its first sp_timer_add, or its first wait on
+ * a context (sp_timer_resume, from sp_ctx_watch_add), starts one, which
+ * then serves the timers armed before the fork too.
  */
 #ifndef SP_SYNC_TIMER_H
 #define SP_SYNC_TIMER_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -55,5 +57,17 @@ void sp_timer_unreserve(void);
  * runs or has run).  Never blocks beyond the heap lock.
  */
 bool sp_timer_remove(sp_timer *t);
+
+/*
+ * In a fork child whose heap holds timers armed before the fork (and so no
+ * thread to fire them): starts the thread.  A relaxed load otherwise.
+ */
+extern _Atomic bool sp_timer_orphans_;
+void sp_timer_resume_slow(void);
+static inline void sp_timer_resume(void)
+{
+	if (__builtin_expect(atomic_load_explicit(&sp_timer_orphans_, memory_order_relaxed), 0))
+		sp_timer_resume_slow();
+}
 
 #endif /* SP_SYNC_TIMER_H */

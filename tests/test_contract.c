@@ -1478,6 +1478,104 @@ START_TEST(test_ctx_retain_release)
 }
 END_TEST
 
+/*
+ * The creator's release cancels (Go's `defer cancel()`) even while other
+ * threads are blocked on the context with no handle of their own: each
+ * blocking call holds a reference while it waits, so none of them touches
+ * freed memory (ASan) and each returns ECANCELED.
+ */
+static sp_ctx *rw_ctx;
+static sp_sema rw_sema;
+static sp_mutex rw_mu;
+static sp_cond rw_cond;
+static sp_flight *rw_flight;
+static _Atomic int rw_blocked, rw_leader_go;
+
+static int rw_slow_load(void *arg, void **val)
+{
+	(void)arg;
+	atomic_fetch_add(&rw_blocked, 1);
+	while (!atomic_load(&rw_leader_go))
+		sptest_sleep_ns(SPTEST_MS(1));
+	*val = NULL;
+	return 0;
+}
+
+static void *rw_waiter(void *arg)
+{
+	intptr_t kind = (intptr_t)arg;
+	intptr_t r = -1;
+	sp_flight_result fr;
+	switch (kind) {
+	case 0:
+		atomic_fetch_add(&rw_blocked, 1);
+		r = sp_sema_acquire(&rw_sema, 1, rw_ctx);
+		break;
+	case 1:
+		atomic_fetch_add(&rw_blocked, 1);
+		r = sp_ctx_wait(rw_ctx, -1) ? ECANCELED : 0;
+		break;
+	case 2:
+		sp_mutex_lock(&rw_mu);
+		atomic_fetch_add(&rw_blocked, 1);
+		r = sp_cond_wait_ctx(&rw_cond, &rw_mu, rw_ctx);
+		sp_mutex_unlock(&rw_mu);
+		break;
+	case 3: /* the leader: no context */
+		r = sp_flight_do(rw_flight, "k", 1, rw_slow_load, NULL, NULL, &fr);
+		if (r == 0)
+			sp_flight_result_release(rw_flight, &fr);
+		r = r == 0 ? ECANCELED : -2;
+		break;
+	case 4: /* a joiner waiting with the context */
+		while (atomic_load(&rw_blocked) < 4)
+			sptest_sleep_ns(SPTEST_MS(1));
+		atomic_fetch_add(&rw_blocked, 1);
+		r = sp_flight_do(rw_flight, "k", 1, rw_slow_load, NULL, rw_ctx, &fr);
+		if (r == 0)
+			sp_flight_result_release(rw_flight, &fr);
+		break;
+	}
+	return (void *)r;
+}
+
+START_TEST(test_ctx_release_while_waited)
+{
+	for (int round = 0; round < 5; round++) {
+		ck_assert_int_eq(sp_ctx_with_cancel(NULL, &rw_ctx), 0);
+		ck_assert_int_eq(sp_sema_init(&rw_sema, 1), 0);
+		ck_assert(sp_sema_try_acquire(&rw_sema, 1));
+		ck_assert_ptr_nonnull(rw_flight = sp_flight_create(NULL));
+		atomic_store(&rw_blocked, 0);
+		atomic_store(&rw_leader_go, 0);
+		pthread_t t[5];
+		for (intptr_t i = 0; i < 5; i++)
+			ck_assert_int_eq(pthread_create(&t[i], NULL, rw_waiter, (void *)i), 0);
+		while (atomic_load(&rw_blocked) < 5)
+			sptest_sleep_ns(SPTEST_MS(1));
+		/*
+		 * Let them park: they have no handle, so they must be inside
+		 * their calls before it goes (a release racing a call's entry
+		 * would be the caller's use after free).
+		 */
+		sptest_sleep_ns(SPTEST_MS(50));
+		sp_ctx_release(rw_ctx); /* the only handle: cancels, then drops it */
+		for (int i = 0; i < 5; i++) {
+			void *r;
+			if (i == 3)
+				atomic_store(&rw_leader_go, 1);
+			ck_assert_msg(sptest_join_within(t[i], SPTEST_S(10), &r), "waiter %d hung", i);
+			ck_assert_msg((intptr_t)r == ECANCELED, "waiter %d returned %d", i, (int)(intptr_t)r);
+		}
+		sp_sema_release(&rw_sema, 1);
+		ck_assert(sp_sema_try_acquire(&rw_sema, 1)); /* no weight kept by the cancelled waiter */
+		sp_sema_release(&rw_sema, 1);
+		sp_sema_destroy(&rw_sema);
+		sp_flight_destroy(rw_flight);
+	}
+}
+END_TEST
+
 static _Atomic int hook_runs;
 static pthread_t hook_thread;
 static void hook_fn(void *arg)
@@ -1787,6 +1885,7 @@ static Suite *contract_suite(void)
 	tcase_add_test(tc, test_ctx_wait_no_limit);
 	tcase_add_test(tc, test_ctx_values);
 	tcase_add_test(tc, test_ctx_retain_release);
+	tcase_add_test(tc, test_ctx_release_while_waited);
 	tcase_add_test(tc, test_ctx_after_func);
 	tcase_add_test(tc, test_errgroup_first_error_cancels);
 	tcase_add_test(tc, test_errgroup_wait_cancels_ctx_and_parent);

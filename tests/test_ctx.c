@@ -6,6 +6,8 @@
 #include "syncpool/ctx.h"
 
 #include <errno.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <string.h>
 #include <stdlib.h>
 
@@ -684,6 +686,59 @@ START_TEST(test_many_waiters)
 }
 END_TEST
 
+/*
+ * fork: a deadline armed before the fork fires in the child too, which has
+ * no timer thread until something starts one - here, the wait itself.
+ */
+START_TEST(test_deadline_armed_before_fork)
+{
+	if (SP_TSAN || SP_ASAN)
+		return; /* their runtimes cannot start threads in a threaded process's child */
+	sp_ctx *c;
+	ck_assert_int_eq(sp_ctx_with_timeout(NULL, SPTEST_MS(30), &c), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		bool done = sp_ctx_wait(c, SPTEST_S(5));
+		_exit(done && sp_ctx_err(c) == ETIMEDOUT ? 0 : 1);
+	}
+	int st = 0;
+	ck_assert_msg(sptest_wait_child(pid, &st, SPTEST_S(20)), "the child hung");
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
+	ck_assert(sp_ctx_wait(c, SPTEST_S(5)));
+	sp_ctx_release(c);
+}
+END_TEST
+
+/*
+ * A child made after the parent's deadline passed, before the timer thread
+ * fired it, is done at once (ctx.h: "a deadline already past - its own or
+ * the parent's"), whatever its own deadline.
+ */
+START_TEST(test_parent_deadline_passed_unfired)
+{
+	int missed = 0;
+	for (int i = 0; i < 200; i++) {
+		sp_ctx *p, *c[4];
+		int64_t dl = sp_now_ns() + 20000;
+		ck_assert_int_eq(sp_ctx_with_deadline(NULL, dl, &p), 0);
+		while (sp_now_ns() <= dl)
+			;
+		ck_assert_int_eq(sp_ctx_with_timeout(p, 0, &c[0]), 0);
+		ck_assert_int_eq(sp_ctx_with_deadline(p, sp_now_ns() - 1, &c[1]), 0);
+		ck_assert_int_eq(sp_ctx_with_cancel(p, &c[2]), 0);
+		ck_assert_int_eq(sp_ctx_with_deadline(p, INT64_MAX, &c[3]), 0);
+		for (int k = 0; k < 4; k++) {
+			if (sp_ctx_err(c[k]) != ETIMEDOUT)
+				missed++;
+			sp_ctx_release(c[k]);
+		}
+		sp_ctx_release(p);
+	}
+	ck_assert_int_eq(missed, 0);
+}
+END_TEST
+
 static Suite *ctx_suite(void)
 {
 	Suite *s = suite_create("ctx");
@@ -697,6 +752,8 @@ static Suite *ctx_suite(void)
 	tcase_add_test(tc, test_deadline);
 	tcase_add_test(tc, test_deadline_past);
 	tcase_add_test(tc, test_parent_deadline_earlier);
+	tcase_add_test(tc, test_parent_deadline_passed_unfired);
+	tcase_add_test(tc, test_deadline_armed_before_fork);
 	tcase_add_test(tc, test_after_func);
 	tcase_add_test(tc, test_hook_stops_sibling);
 	tcase_add_test(tc, test_wait_prompt);

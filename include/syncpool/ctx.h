@@ -75,9 +75,11 @@ int sp_ctx_with_cancel(sp_ctx *parent, sp_ctx **out);
 /*
  * Like with_cancel, and the child becomes done with ETIMEDOUT at deadline_ns
  * (absolute CLOCK_MONOTONIC).  Its deadline is the earlier of deadline_ns
- * and the parent's; a deadline already past makes it done at once (unless
- * the parent already was, whose error it then has).  Returns 0, EINVAL,
- * ENOMEM, or EAGAIN if the timer thread could not be started.
+ * and the parent's; a deadline already past - its own or the parent's -
+ * makes it done at once with ETIMEDOUT (unless the parent already was done,
+ * whose error it then has).  deadline_ns = INT64_MAX means no deadline of
+ * its own.  Returns 0, EINVAL, ENOMEM, or EAGAIN if the timer thread could
+ * not be started.
  */
 int sp_ctx_with_deadline(sp_ctx *parent, int64_t deadline_ns, sp_ctx **out);
 
@@ -86,8 +88,10 @@ int sp_ctx_with_timeout(sp_ctx *parent, int64_t timeout_ns, sp_ctx **out);
 
 /*
  * Makes a child of parent carrying val under key (compared by pointer
- * value: use the address of a static object of your own as the key).  It
- * is cancellable like a with_cancel child.  Returns 0, EINVAL or ENOMEM.
+ * value: use the address of a static object of your own as the key; NULL
+ * is a key like any other, unlike Go, which panics on a nil key).  It is
+ * cancellable like a with_cancel child.  Returns 0, EINVAL (out is NULL)
+ * or ENOMEM.
  */
 int sp_ctx_with_value(sp_ctx *parent, const void *key, void *val, sp_ctx **out);
 
@@ -138,7 +142,11 @@ sp_ctx *sp_ctx_retain(sp_ctx *c);
  * Drops c's reference.  If c is the creator's handle (from a with_* call),
  * first cancels the context, as sp_ctx_cancel.  The memory goes when the
  * last handle and the last child are gone.  Releasing a handle twice is
- * undefined.  NULL/background: no-op.  Does not block (it may wait for a
+ * undefined.  A syncpool call blocked on c in another thread holds a
+ * reference of its own while it waits: releasing the last handle wakes it
+ * (ECANCELED) safely - but a thread must hold a handle whenever it passes
+ * c to a call or uses it otherwise (sp_ctx_retain one for each thread that
+ * outlives your release, as a Go goroutine keeps its ctx).  NULL/background: no-op.  Does not block (it may wait for a
  * canceller on another thread to finish with the context's memory).
  */
 void sp_ctx_release(sp_ctx *c);
@@ -150,8 +158,9 @@ typedef struct sp_ctx_hook sp_ctx_hook;
  * on the thread that makes it done (the canceller, an ancestor's canceller,
  * or the timer thread), with no lock of the context held.  If c is already
  * done, fn runs at once, synchronously in the caller, before after_func
- * returns (Go would start a goroutine).  Hooks of one context run one after
- * the other, in registration order.  fn must not block and must not stop
+ * returns (Go would start a goroutine) - possibly while the canceller is
+ * still running earlier hooks.  The hooks registered before c became done
+ * run one after the other, in registration order.  fn must not block and must not stop
  * its own hook (that stop would wait for fn to return); it may stop other
  * hooks (one of the same context not yet run then never runs: the stop
  * returns true at once), and cancel or release other contexts, ancestors
