@@ -164,6 +164,8 @@ SP_API void sp_errgroup_set_limit(sp_errgroup *g, int n)
 
 SP_API int sp_errgroup_go(sp_errgroup *g, int (*fn)(void *arg), void *arg)
 {
+	if (g == NULL || fn == NULL)
+		return EINVAL;
 	int lim = atomic_load_explicit(&g->limit, memory_order_relaxed);
 	if (lim == 0)
 		return EAGAIN; /* Go blocks forever here */
@@ -174,6 +176,8 @@ SP_API int sp_errgroup_go(sp_errgroup *g, int (*fn)(void *arg), void *arg)
 
 SP_API bool sp_errgroup_try_go(sp_errgroup *g, int (*fn)(void *arg), void *arg)
 {
+	if (g == NULL || fn == NULL)
+		return false;
 	int lim = atomic_load_explicit(&g->limit, memory_order_relaxed);
 	if (lim >= 0 && !slot_try(g, lim))
 		return false;

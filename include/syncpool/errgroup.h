@@ -66,13 +66,15 @@ void sp_errgroup_set_limit(sp_errgroup *g, int n);
  * worth of tasks run.  fn's non-zero result is the group's error if it is
  * the first; it then cancels the group's context.  Returns 0 when the task
  * was started, or EAGAIN/ENOMEM when no thread could be found or created
- * for it (fn not called), EAGAIN for a limit of 0.
+ * for it (fn not called), EAGAIN for a limit of 0, EINVAL if g or fn is
+ * NULL (nothing changes).
  */
 int sp_errgroup_go(sp_errgroup *g, int (*fn)(void *arg), void *arg);
 
 /*
  * Like sp_errgroup_go, but never blocks: returns false, without starting
- * fn, when the limit's worth of tasks run (or the task cannot be started).
+ * fn, when the limit's worth of tasks run (or the task cannot be started,
+ * or g or fn is NULL).
  */
 bool sp_errgroup_try_go(sp_errgroup *g, int (*fn)(void *arg), void *arg);
 
