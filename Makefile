@@ -93,7 +93,7 @@ $(STATIC): $(LIB_OBJS)
 
 $(SHARED): $(LIB_OBJS)
 	$(CC) -shared $(CFLAGS_ALL) -Wl,-soname,libsyncpool.so.$(VERSION_MAJOR) -Wl,--no-undefined \
-	    -o $@ $^ $(LIBS)
+	    -Wl,-z,nodelete -o $@ $^ $(LIBS)
 
 $(BUILD)/libsyncpool.so: $(SHARED)
 	ln -sf libsyncpool.so.$(VERSION) $(BUILD)/libsyncpool.so.$(VERSION_MAJOR)
@@ -218,6 +218,8 @@ install-check: lib
 	  $(CC) -std=c11 -O2 -Wall -Wextra -Werror tests/dlclose/main.c -o $(BUILD)/stage/dlclose \
 	     $$(pkg-config --cflags --libs syncpool) -ldl -Wl,-rpath,$(CURDIR)/$(BUILD)/stage/lib'
 	$(BUILD)/stage/dlclose $(CURDIR)/$(BUILD)/stage/plugin.so
+	$(CC) -std=c11 -O2 -Wall -Wextra -Werror -Iinclude tests/dlclose/unload.c -o $(BUILD)/stage/unload -ldl -lpthread
+	LD_PRELOAD=$$($(CC) -print-file-name=libjemalloc.so.2) $(BUILD)/stage/unload $(CURDIR)/$(BUILD)/stage/lib/libsyncpool.so
 	@bad=$$(nm -D --defined-only $(BUILD)/libsyncpool.so | awk '$$2 ~ /[TDBRVW]/ {print $$3}' | grep -v '^sp_' || true); \
 	 if [ -n "$$bad" ]; then echo "exported without sp_: $$bad"; exit 1; fi
 	@echo "install-check: ok"
