@@ -118,7 +118,7 @@ test: deps lib test-run examples shim-check bench-build install-check user-sanit
 # The suites again with every inline fast path off: the tests then call the
 # exported functions, which must behave the same.
 NO_INLINE := -DSP_POOL_NO_INLINE -DSP_MUTEX_NO_INLINE -DSP_RWMUTEX_NO_INLINE \
-             -DSP_SEMA_NO_INLINE -DSP_WAITGROUP_NO_INLINE
+             -DSP_SEMA_NO_INLINE -DSP_WAITGROUP_NO_INLINE -DSP_ONCE_NO_INLINE
 test-noinline: deps
 	$(MAKE) BUILD=build/noinline CFLAGS="$(NO_INLINE)" test-run
 

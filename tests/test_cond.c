@@ -507,6 +507,60 @@ START_TEST(test_cond_timeout_hammer)
 }
 END_TEST
 
+/*
+ * Go's Cond: Signal and Broadcast wake only the threads waiting at that
+ * moment; with nobody waiting, they are not remembered for a later waiter.
+ */
+static sp_mutex nr_mu;
+static sp_cond nr_cond;
+static _Atomic int nr_waiting;
+
+static void *nr_waiter(void *arg)
+{
+	(void)arg;
+	sp_mutex_lock(&nr_mu);
+	atomic_fetch_add(&nr_waiting, 1);
+	sp_cond_wait(&nr_cond, &nr_mu);
+	sp_mutex_unlock(&nr_mu);
+	return NULL;
+}
+
+START_TEST(test_cond_not_remembered)
+{
+	sp_cond_signal(&nr_cond);
+	sp_cond_broadcast(&nr_cond);
+	sp_ctx *t;
+	ck_assert_int_eq(sp_ctx_with_timeout(NULL, SPTEST_MS(30), &t), 0);
+	sp_mutex_lock(&nr_mu);
+	ck_assert_int_eq(sp_cond_wait_ctx(&nr_cond, &nr_mu, t), ETIMEDOUT);
+	sp_mutex_unlock(&nr_mu);
+	sp_ctx_release(t);
+
+	/* A broadcast wakes the 4 waiting now, not a 5th that comes after it. */
+	pthread_t th[4];
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(pthread_create(&th[i], NULL, nr_waiter, NULL), 0);
+	for (;;) { /* all 4 inside wait: they counted under the mutex wait releases */
+		sp_mutex_lock(&nr_mu);
+		int n = atomic_load(&nr_waiting);
+		sp_mutex_unlock(&nr_mu);
+		if (n == 4)
+			break;
+		sptest_sleep_ns(SPTEST_MS(1));
+	}
+	sp_mutex_lock(&nr_mu);
+	sp_cond_broadcast(&nr_cond);
+	sp_mutex_unlock(&nr_mu);
+	for (int i = 0; i < 4; i++)
+		ck_assert_msg(sptest_join_within(th[i], SPTEST_S(10), NULL), "waiter %d not woken", i);
+	ck_assert_int_eq(sp_ctx_with_timeout(NULL, SPTEST_MS(30), &t), 0);
+	sp_mutex_lock(&nr_mu);
+	ck_assert_int_eq(sp_cond_wait_ctx(&nr_cond, &nr_mu, t), ETIMEDOUT);
+	sp_mutex_unlock(&nr_mu);
+	sp_ctx_release(t);
+}
+END_TEST
+
 static Suite *cond_suite(void)
 {
 	Suite *s = suite_create("cond");
@@ -523,6 +577,7 @@ static Suite *cond_suite(void)
 	tcase_add_test(tc, test_cond_cancel_signal_race);
 	tcase_add_test(tc, test_cond_broadcast_mixed);
 	tcase_add_test(tc, test_cond_timeout_hammer);
+	tcase_add_test(tc, test_cond_not_remembered);
 	suite_add_tcase(s, tc);
 	return s;
 }

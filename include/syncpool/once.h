@@ -55,9 +55,13 @@ typedef struct sp_once {
 void sp_once_do(sp_once *o, void (*fn)(void *arg), void *arg);
 
 /*
- * The completed fast path, inlined: one acquire load.  Under
- * ThreadSanitizer it is instrumented in the user's program and pairs with
- * the library's release annotation on state_ made just before "done".
+ * The completed fast path, inlined: one acquire load.  `(sp_once_do)(...)`
+ * and `&sp_once_do` reach the exported function, which behaves the same;
+ * SP_ONCE_NO_INLINE turns the macro off.  Under ThreadSanitizer the load is
+ * instrumented in the user's program and pairs with the library's release
+ * annotation on state_ made just before "done" - provided the translation
+ * unit is instrumented: in a TSan program, build a file that is not with
+ * SP_ONCE_NO_INLINE, or TSan will report races on what fn initialized.
  */
 static inline void sp_once_do_inline_(sp_once *o, void (*fn)(void *arg), void *arg)
 {
@@ -65,7 +69,9 @@ static inline void sp_once_do_inline_(sp_once *o, void (*fn)(void *arg), void *a
 		return;
 	(sp_once_do)(o, fn, arg);
 }
+#if !defined(SP_BUILDING_LIBRARY_) && !defined(SP_ONCE_NO_INLINE)
 #define sp_once_do(o, fn, arg) sp_once_do_inline_((o), (fn), (arg))
+#endif
 
 #ifdef __cplusplus
 }

@@ -74,7 +74,12 @@ typedef struct sp_rwmutex {
 /*
  * Read-locks rw, blocking while a writer holds it or waits for it.
  * Acquire: sees every write made before the last sp_rwmutex_unlock().
- * Blocks (futex sleep); never fails.
+ * Blocks (futex sleep); never fails.  One wait does not park: while
+ * another thread runs the library's internal table scan (after a read
+ * lock was released by a thread other than the one that took it; a few
+ * loads per thread, never blocking), readers spin briefly, then yield the
+ * CPU (sched_yield) until it ends - a scanner preempted mid-scan gets the
+ * CPU back that way.
  */
 void sp_rwmutex_rlock(sp_rwmutex *rw);
 

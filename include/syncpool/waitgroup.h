@@ -76,9 +76,13 @@ void sp_waitgroup_done(sp_waitgroup *wg);
  * with waiters, misuse, a delta outside 32 bits) goes to
  * sp_waitgroup_slow_(), which is private.  `(sp_waitgroup_add)(wg, n)` and
  * `&sp_waitgroup_add` reach the exported functions, which behave the same;
- * SP_WAITGROUP_NO_INLINE turns the macros off.  Under ThreadSanitizer this add is compiled in the user's program and so
- * instrumented: its release on state_ pairs with the library's acquire
- * annotation on the same word when sp_waitgroup_wait returns.
+ * SP_WAITGROUP_NO_INLINE turns the macros off.  Under ThreadSanitizer this
+ * add is compiled in the user's program and so instrumented: its release on
+ * state_ pairs with the library's acquire annotation on the same word when
+ * sp_waitgroup_wait returns - provided the translation unit is
+ * instrumented: in a TSan program, build a file that is not with
+ * SP_WAITGROUP_NO_INLINE, or TSan will report races on what its done()
+ * published.
  */
 void sp_waitgroup_slow_(sp_waitgroup *wg, int64_t delta, uint64_t state);
 
