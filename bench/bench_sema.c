@@ -7,11 +7,16 @@
  * lock by 8 and 32 threads (Go's 4 x GOMAXPROCS goroutines pattern).  Note
  * that sem_t lets a running thread barge past sleeping ones, while
  * sp_sema is strictly FIFO (x/sync's contract), so every contended
- * hand-off costs a wake-up.  sema_acquire_seq_*: x/sync's
+ * hand-off costs a wake-up.  The fifo_condvar anchor is the strict FIFO
+ * semaphore a C programmer would write (a pthread mutex, a queue of waiters,
+ * one condition variable each, weight handed to the head on release): the
+ * same semantics as ours, so the same wake-up per hand-off.  sema_acquire_seq_*: x/sync's
  * BenchmarkAcquireSeq cases (capacity c, weight s, N acquires then N
  * releases), one thread.
  */
+#include <pthread.h>
 #include <semaphore.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -72,6 +77,64 @@ static void bm_size1_posix(spb_state *st)
 }
 SPB_REGISTER(sema_size1_posix, .group = "sema_size1", .impl = "posix",
 	     .fn = bm_size1_posix, .threads = { 8, 32 });
+
+/* Strict FIFO with weight handed to the queue's head: x/sync's semantics, in pthreads. */
+struct fifo_waiter {
+	pthread_cond_t cv;
+	bool granted;
+	struct fifo_waiter *next;
+};
+static struct {
+	pthread_mutex_t mu;
+	int64_t avail;
+	struct fifo_waiter *head, *tail;
+} fifo = { PTHREAD_MUTEX_INITIALIZER, 1, NULL, NULL };
+
+static void fifo_acquire(void)
+{
+	pthread_mutex_lock(&fifo.mu);
+	if (fifo.head == NULL && fifo.avail >= 1) {
+		fifo.avail--;
+	} else {
+		struct fifo_waiter w = { PTHREAD_COND_INITIALIZER, false, NULL };
+		if (fifo.tail)
+			fifo.tail->next = &w;
+		else
+			fifo.head = &w;
+		fifo.tail = &w;
+		while (!w.granted)
+			pthread_cond_wait(&w.cv, &fifo.mu);
+		pthread_cond_destroy(&w.cv);
+	}
+	pthread_mutex_unlock(&fifo.mu);
+}
+
+static void fifo_release(void)
+{
+	pthread_mutex_lock(&fifo.mu);
+	fifo.avail++;
+	while (fifo.head && fifo.avail >= 1) {
+		struct fifo_waiter *h = fifo.head;
+		fifo.head = h->next;
+		if (fifo.head == NULL)
+			fifo.tail = NULL;
+		fifo.avail--;
+		h->granted = true;
+		pthread_cond_signal(&h->cv);
+	}
+	pthread_mutex_unlock(&fifo.mu);
+}
+
+static void bm_size1_fifo(spb_state *st)
+{
+	SPB_LOOP(st) {
+		fifo_acquire();
+		fifo_release();
+	}
+	spb_set_items_processed(st, spb_iterations(st));
+}
+SPB_REGISTER(sema_size1_fifo, .group = "sema_size1", .impl = "fifo_condvar",
+	     .fn = bm_size1_fifo, .threads = { 8, 32 });
 
 /* x/sync BenchmarkAcquireSeq: {capacity, weight, N}. */
 static const struct {

@@ -157,6 +157,33 @@ def render(rows):
     return "\n".join(out)
 
 
+def scaling(runs, lo=1, hi=2):
+    """Aggregate throughput at `hi` threads over that at `lo`, per group and impl.
+
+    ns/op is the aggregate figure (all threads' operations over the wall span),
+    so the ratio is ns(lo) / ns(hi): 2.0 means two threads did twice the work of
+    one.  A share-nothing loop (the pool's tls_freelist_inline anchor) shows
+    what the machine itself allows in the same run.
+    """
+    by = {}
+    for r in runs:
+        if not r["error"] and r["ns"] > 0:
+            by.setdefault(r["group"], {}).setdefault(r["impl"], {})[r["threads"]] = r["ns"]
+    out = ["| benchmark | %d->%d threads: syncpool | anchors |" % (lo, hi), "|---|---:|---|"]
+    n = 0
+    for group in sorted(by):
+        cells = {}
+        for impl, t in by[group].items():
+            if lo in t and hi in t:
+                cells[impl] = t[lo] / t[hi]
+        if OURS not in cells:
+            continue
+        others = ", ".join("%s %.2fx" % (i, cells[i]) for i in sorted(cells) if i != OURS)
+        out.append("| %s | %.2fx | %s |" % (group, cells[OURS], others or "-"))
+        n += 1
+    return "\n".join(out) if n else ""
+
+
 def plot(runs, outdir):
     gp = shutil.which("gnuplot")
     if not gp:
@@ -247,6 +274,11 @@ def main():
         ctx.get("date", "?"), ctx.get("num_cpus", "?"), ctx.get("mhz_per_cpu", "?"),
         " (each figure the median of %d repetitions)" % reps if reps > 1 else "")
     text = render(table(runs))
+    sc = scaling(runs)
+    if sc:
+        text += ("\n\nScaling (same run): aggregate throughput with 2 threads over 1 thread; "
+                 "2.00x is perfect.  tls_freelist_inline shares nothing, so its figure is "
+                 "the ceiling this machine allowed in this run.\n\n" + sc)
     print()
     print(head)
     print()
