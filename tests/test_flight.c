@@ -602,8 +602,10 @@ END_TEST
 
 /* ------------------------------------------------------------ binary keys */
 
-#define NBK 12
+#define NBK 14
 static unsigned char bk_long1[1000], bk_long2[1000], bk_40[40], bk_41a[41], bk_41b[41];
+/* Longer than the key buffers a record keeps for reuse (HEAP_KEY_KEEP): freed after the call. */
+static unsigned char bk_huge1[5000], bk_huge2[5000];
 static const struct bkey {
 	const void *p;
 	size_t n;
@@ -620,6 +622,8 @@ static const struct bkey {
 	{ bk_41b, 41 }, /* differs from bk_41a only in its last byte */
 	{ bk_long1, 1000 },
 	{ bk_long2, 1000 }, /* differs from bk_long1 only in its last byte */
+	{ bk_huge1, 5000 },
+	{ bk_huge2, 5000 }, /* differs from bk_huge1 only in its last byte */
 };
 
 struct bk {
@@ -660,6 +664,9 @@ START_TEST(test_binary_keys)
 	memset(bk_long2, 'x', sizeof bk_long2);
 	bk_long1[0] = bk_long2[0] = 0;
 	bk_long2[999] = 'y';
+	memset(bk_huge1, 'h', sizeof bk_huge1);
+	memset(bk_huge2, 'h', sizeof bk_huge2);
+	bk_huge2[4999] = 'i';
 	memset(bk_40, 0, sizeof bk_40);
 	memset(bk_41a, 0, sizeof bk_41a);
 	memset(bk_41b, 0, sizeof bk_41b);

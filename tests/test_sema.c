@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 
 #if SP_TSAN || SP_ASAN
 #define SCALE 4
@@ -403,6 +404,88 @@ START_TEST(test_large_head_blocks_small)
 }
 END_TEST
 
+/* acquire(0) is a request like any other: it queues behind waiters (x/sync). */
+START_TEST(test_acquire_zero_queues)
+{
+	sp_sema s;
+	pthread_t ta, tz;
+	sp_sema_init(&s, 2);
+	ck_assert_int_eq(sp_sema_acquire(&s, 2, NULL), 0);
+	ck_assert_int_eq(sp_sema_acquire(&s, 0, NULL), 0); /* nobody queued: at once */
+	struct req a = { &s, 1, NULL, 0, 0 }, z = { &s, 0, NULL, 0, 0 };
+	ck_assert_int_eq(pthread_create(&ta, NULL, requester, &a), 0);
+	void *t1 = wait_enqueued(&s, NULL);
+	ck_assert(!sp_sema_try_acquire(&s, 0));
+	ck_assert_int_eq(acquire_timeout(&s, 0, SPTEST_MS(5)), ETIMEDOUT);
+	ck_assert_int_eq(pthread_create(&tz, NULL, requester, &z), 0);
+	wait_enqueued(&s, t1);
+	sptest_sleep_ns(SPTEST_MS(2));
+	ck_assert_int_eq(atomic_load(&z.state), 0);
+	sp_sema_release(&s, 1); /* a's turn, then z's (0 fits) */
+	wait_state(&a, 1);
+	wait_state(&z, 1);
+	ck_assert(sptest_join_within(ta, SPTEST_S(5), NULL));
+	ck_assert(sptest_join_within(tz, SPTEST_S(5), NULL));
+	sp_sema_release(&s, 2);
+	ck_assert(sp_sema_try_acquire(&s, 2));
+	sp_sema_release(&s, 2);
+	sp_sema_destroy(&s);
+}
+END_TEST
+
+/* A failed init leaves the semaphore as it was (API.md: state unchanged). */
+START_TEST(test_init_einval_unchanged)
+{
+	sp_sema s, copy;
+	memset(&s, 0xa5, sizeof s);
+	memcpy(&copy, &s, sizeof s);
+	ck_assert_int_eq(sp_sema_init(&s, -1), EINVAL);
+	ck_assert_int_eq(sp_sema_init(&s, INT64_MIN), EINVAL);
+	ck_assert(memcmp(&s, &copy, sizeof s) == 0);
+}
+END_TEST
+
+/* A waiter cancelled in the middle of the queue leaves; the order of the others holds. */
+START_TEST(test_cancelled_middle_waiter)
+{
+	sp_sema s;
+	pthread_t ta, tb, tc;
+	sp_sema_init(&s, 2);
+	ck_assert_int_eq(sp_sema_acquire(&s, 2, NULL), 0);
+	sp_ctx *c;
+	ck_assert_int_eq(sp_ctx_with_cancel(NULL, &c), 0);
+	struct req a = { &s, 1, NULL, 0, 0 }, b = { &s, 1, c, 0, 0 }, d = { &s, 2, NULL, 0, 0 };
+	ck_assert_int_eq(pthread_create(&ta, NULL, requester, &a), 0);
+	void *t1 = wait_enqueued(&s, NULL);
+	ck_assert_int_eq(pthread_create(&tb, NULL, requester, &b), 0);
+	void *t2 = wait_enqueued(&s, t1);
+	ck_assert_int_eq(pthread_create(&tc, NULL, requester, &d), 0);
+	wait_enqueued(&s, t2);
+	sp_ctx_cancel(c);
+	wait_state(&b, 2);
+	ck_assert_int_eq(b.err, ECANCELED);
+	sptest_sleep_ns(SPTEST_MS(2));
+	ck_assert_int_eq(atomic_load(&a.state), 0); /* nothing was freed by b leaving */
+	ck_assert_int_eq(atomic_load(&d.state), 0);
+	sp_sema_release(&s, 1);
+	wait_state(&a, 1);
+	sptest_sleep_ns(SPTEST_MS(2));
+	ck_assert_int_eq(atomic_load(&d.state), 0); /* needs 2: 1 is held by a */
+	sp_sema_release(&s, 1);
+	sp_sema_release(&s, 1); /* a's */
+	wait_state(&d, 1);
+	ck_assert(sptest_join_within(ta, SPTEST_S(5), NULL));
+	ck_assert(sptest_join_within(tb, SPTEST_S(5), NULL));
+	ck_assert(sptest_join_within(tc, SPTEST_S(5), NULL));
+	ck_assert(!sp_sema_try_acquire(&s, 1));
+	sp_sema_release(&s, 2);
+	ck_assert(sp_sema_try_acquire(&s, 2));
+	sp_sema_release(&s, 2);
+	sp_ctx_release(c);
+	sp_sema_destroy(&s);
+}
+END_TEST
+
 /* A cancelled head wakes those behind it promptly. */
 START_TEST(test_cancelled_head_wakes_next)
 {
@@ -655,6 +738,9 @@ static Suite *sema_suite(void)
 	tcase_add_test(tc, test_cancel_storm);
 	tcase_add_test(tc, test_size1_exclusive);
 	tcase_add_test(tc, test_grant_after_ctx_done_pending_watch);
+	tcase_add_test(tc, test_acquire_zero_queues);
+	tcase_add_test(tc, test_init_einval_unchanged);
+	tcase_add_test(tc, test_cancelled_middle_waiter);
 	suite_add_tcase(s, tc);
 	return s;
 }
