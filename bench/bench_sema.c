@@ -16,9 +16,11 @@
  */
 #include <pthread.h>
 #include <semaphore.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "spbench.h"
 #include "syncpool/sema.h"
@@ -52,31 +54,73 @@ static void bm_uncontended_posix(spb_state *st)
 SPB_REGISTER(sema_unc_posix, .group = "sema_uncontended", .impl = "posix",
 	     .fn = bm_uncontended_posix, .threads = { 1, 2 });
 
+/*
+ * The size-1 runs use a time window instead of an iteration count: every
+ * thread loops until WINDOW_NS after the first one started.  With a count,
+ * the figure was bimodal: google-benchmark's start barrier lets threads out
+ * one by one, and when each thread's count fit in its time slice the
+ * threads never overlapped, nobody queued, and an operation cost 10-60 ns
+ * instead of a hand-off; a window spans many time slices, so the threads
+ * contend as they would in a program.
+ */
+#define WINDOW_NS INT64_C(200000000)
+#define WINDOW_CHUNK 16
+static _Atomic int64_t window_end;
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void size1_window(spb_state *st, void (*acquire)(void), void (*release)(void))
+{
+	if (spb_thread_index(st) == 0)
+		atomic_store(&window_end, 0);
+	SPB_LOOP(st) {
+		int64_t end = atomic_load(&window_end), zero = 0;
+		if (end == 0) {
+			end = now_ns() + WINDOW_NS;
+			if (!atomic_compare_exchange_strong(&window_end, &zero, end))
+				end = zero;
+		}
+		int64_t ops = 0;
+		do {
+			for (int k = 0; k < WINDOW_CHUNK; k++) {
+				acquire();
+				release();
+			}
+			ops += WINDOW_CHUNK;
+		} while (now_ns() < end);
+		spb_set_ops(st, ops);
+		spb_set_items_processed(st, ops);
+	}
+}
+
+static void one_acquire(void) { sp_sema_acquire(&sem_one, 1, NULL); }
+static void one_release(void) { sp_sema_release(&sem_one, 1); }
+
 static void bm_size1(spb_state *st)
 {
 	if (spb_thread_index(st) == 0)
 		sp_sema_init(&sem_one, 1);
-	SPB_LOOP(st) {
-		sp_sema_acquire(&sem_one, 1, NULL);
-		sp_sema_release(&sem_one, 1);
-	}
-	spb_set_items_processed(st, spb_iterations(st));
+	size1_window(st, one_acquire, one_release);
 }
 SPB_REGISTER(sema_size1, .group = "sema_size1", .impl = "syncpool",
-	     .fn = bm_size1, .threads = { 8, 32 });
+	     .fn = bm_size1, .threads = { 8, 32 }, .iterations = 1);
+
+static void posix_acquire(void) { sem_wait(&psem_one); }
+static void posix_release(void) { sem_post(&psem_one); }
 
 static void bm_size1_posix(spb_state *st)
 {
 	if (spb_thread_index(st) == 0)
 		sem_init(&psem_one, 0, 1);
-	SPB_LOOP(st) {
-		sem_wait(&psem_one);
-		sem_post(&psem_one);
-	}
-	spb_set_items_processed(st, spb_iterations(st));
+	size1_window(st, posix_acquire, posix_release);
 }
 SPB_REGISTER(sema_size1_posix, .group = "sema_size1", .impl = "posix",
-	     .fn = bm_size1_posix, .threads = { 8, 32 });
+	     .fn = bm_size1_posix, .threads = { 8, 32 }, .iterations = 1);
 
 /* Strict FIFO with weight handed to the queue's head: x/sync's semantics, in pthreads. */
 struct fifo_waiter {
@@ -127,14 +171,10 @@ static void fifo_release(void)
 
 static void bm_size1_fifo(spb_state *st)
 {
-	SPB_LOOP(st) {
-		fifo_acquire();
-		fifo_release();
-	}
-	spb_set_items_processed(st, spb_iterations(st));
+	size1_window(st, fifo_acquire, fifo_release);
 }
 SPB_REGISTER(sema_size1_fifo, .group = "sema_size1", .impl = "fifo_condvar",
-	     .fn = bm_size1_fifo, .threads = { 8, 32 });
+	     .fn = bm_size1_fifo, .threads = { 8, 32 }, .iterations = 1);
 
 /* x/sync BenchmarkAcquireSeq: {capacity, weight, N}. */
 static const struct {

@@ -172,6 +172,14 @@ void spb_pause(spb_state *s) { s->st->PauseTiming(); }
 void spb_resume(spb_state *s) { s->st->ResumeTiming(); }
 
 void spb_set_items_processed(spb_state *s, int64_t items) { s->st->SetItemsProcessed(items); }
+
+void spb_set_ops(spb_state *s, int64_t ops)
+{
+	// Inside the batch: replaces this thread's iterations in the span's count
+	// (read by thread 0 after the stop barrier).
+	g_span.iters.fetch_add(ops - s->done, std::memory_order_relaxed);
+	s->done = ops;
+}
 void spb_set_bytes_processed(spb_state *s, int64_t bytes) { s->st->SetBytesProcessed(bytes); }
 
 void spb_counter(spb_state *s, const char *name, double value, int flags)

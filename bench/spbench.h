@@ -118,6 +118,14 @@ int64_t spb_arg(const spb_state *st);          /* the argument of this run, or 0
 void spb_pause(spb_state *st);
 void spb_resume(spb_state *st);
 
+/*
+ * Inside SPB_LOOP: this thread did `ops` operations in all, not one per
+ * iteration, so wall_ns_per_op becomes the span over every thread's ops.
+ * For a body that runs its own loop (e.g. for a fixed time window with
+ * .iterations = 1); call it once, before the loop ends.
+ */
+void spb_set_ops(spb_state *st, int64_t ops);
+
 /* Items or bytes this thread processed: reported as a rate (items_per_second). */
 void spb_set_items_processed(spb_state *st, int64_t items);
 void spb_set_bytes_processed(spb_state *st, int64_t bytes);
