@@ -1242,6 +1242,33 @@ START_TEST(test_flight_ctx_and_forget)
 }
 END_TEST
 
+/* A caller whose context is already done neither starts nor joins a call. */
+START_TEST(test_flight_done_ctx_does_not_join)
+{
+	flight_reset();
+	fg = sp_flight_create(fl_free);
+	ck_assert_ptr_nonnull(fg);
+	pthread_t t;
+	ck_assert_int_eq(pthread_create(&t, NULL, fl_leader, NULL), 0);
+	ck_assert(flag_wait(&fl_started, SPTEST_S(5)));
+	sp_ctx *c;
+	ck_assert_int_eq(sp_ctx_with_cancel(NULL, &c), 0);
+	sp_ctx_cancel(c);
+	sp_flight_result r;
+	ck_assert_int_eq(sp_flight_do(fg, "hot", 3, fl_other, NULL, c, &r), ECANCELED); /* in flight */
+	ck_assert_int_eq(sp_flight_do(fg, "cold", 4, fl_other, NULL, c, &r), ECANCELED); /* not */
+	sp_ctx_release(c);
+	flag_set(&fl_go);
+	ck_assert(sptest_join_within(t, SPTEST_S(5), NULL));
+	ck_assert_int_eq(fl_ret[0], 0);
+	ck_assert(!fl_res[0].shared); /* nobody joined */
+	ck_assert_int_eq(fl_calls, 1);
+	sp_flight_result_release(fg, &fl_res[0]);
+	ck_assert_int_eq(fl_frees, 1);
+	sp_flight_destroy(fg);
+}
+END_TEST
+
 /* ------------------------------------------------------------ ctx */
 
 static int ctx_key1, ctx_key2;
@@ -1380,6 +1407,24 @@ START_TEST(test_ctx_deadlines)
 	sp_ctx_release(c);
 	ck_assert_int_eq(sp_ctx_with_timeout(NULL, -5, &c), 0);
 	ck_assert_int_eq(sp_ctx_err(c), ETIMEDOUT);
+	sp_ctx_release(c);
+	/* INT64_MAX is no deadline; a timeout that would overflow saturates to it. */
+	ck_assert_int_eq(sp_ctx_with_deadline(NULL, INT64_MAX, &c), 0);
+	ck_assert(!sp_ctx_deadline(c, &d));
+	ck_assert_int_eq(sp_ctx_err(c), 0);
+	sp_ctx_release(c);
+	ck_assert_int_eq(sp_ctx_with_timeout(NULL, INT64_MAX, &c), 0);
+	ck_assert(!sp_ctx_deadline(c, &d));
+	ck_assert_int_eq(sp_ctx_err(c), 0);
+	sp_ctx_release(c);
+	/* out NULL: EINVAL for every with_* call. */
+	ck_assert_int_eq(sp_ctx_with_deadline(NULL, sp_now_ns() + SPTEST_S(1), NULL), EINVAL);
+	ck_assert_int_eq(sp_ctx_with_timeout(NULL, SPTEST_S(1), NULL), EINVAL);
+	/* Cancelled first, then the deadline passes: the error stays ECANCELED. */
+	ck_assert_int_eq(sp_ctx_with_timeout(NULL, SPTEST_MS(5), &c), 0);
+	sp_ctx_cancel(c);
+	sptest_sleep_ns(SPTEST_MS(20));
+	ck_assert_int_eq(sp_ctx_err(c), ECANCELED);
 	sp_ctx_release(c);
 }
 END_TEST
@@ -1694,6 +1739,19 @@ START_TEST(test_errgroup_wait_cancels_ctx_and_parent)
 	ck_assert_int_eq(sp_ctx_err(parent), ECANCELED);
 	sp_errgroup_destroy(g);
 	sp_ctx_release(parent);
+	/* Under a parent already done: the group's context is done at once, tasks still run. */
+	ck_assert_int_eq(sp_ctx_with_cancel(NULL, &parent), 0);
+	sp_ctx_cancel(parent);
+	g = sp_errgroup_create(parent, &ctx);
+	ck_assert_ptr_nonnull(g);
+	ck_assert_int_eq(sp_ctx_err(ctx), ECANCELED);
+	n = 0;
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(sp_errgroup_go(g, task_ok, &n), 0);
+	ck_assert_int_eq(sp_errgroup_wait(g), 0);
+	ck_assert_int_eq(n, 4);
+	sp_errgroup_destroy(g);
+	sp_ctx_release(parent);
 	/* ctx_out NULL: Go's zero Group. */
 	g = sp_errgroup_create(NULL, NULL);
 	ck_assert_ptr_nonnull(g);
@@ -1877,6 +1935,7 @@ static Suite *contract_suite(void)
 	tcase_add_test(tc, test_flight_basic_and_errors);
 	tcase_add_test(tc, test_flight_shared_refcount);
 	tcase_add_test(tc, test_flight_ctx_and_forget);
+	tcase_add_test(tc, test_flight_done_ctx_does_not_join);
 	tcase_add_test(tc, test_ctx_background_and_null);
 	tcase_add_test(tc, test_ctx_cancel_tree);
 	tcase_add_test(tc, test_ctx_with_under_done_parent);
