@@ -512,9 +512,10 @@ static int ctx_new(sp_ctx *parent, int64_t deadline, bool has_value, const void 
 
 	/*
 	 * Everything a parent's canceller reads is set before the link publishes n.
-	 * A deadline already past - its own, or the parent's when the timer has
-	 * not fired it yet - makes n done at once (ctx.h), not at the timer's
-	 * next turn.
+	 * A deadline already past makes n done at once (ctx.h), not at the timer's
+	 * next turn - also one n inherits whose timer has not fired yet: then
+	 * the ancestor it belongs to is fired here, so that the child is never
+	 * done before the ancestor whose deadline it has.
 	 */
 	bool past = n->deadline != INT64_MAX && n->deadline <= sp_now_ns();
 	bool arm = own_deadline && !past;
@@ -535,8 +536,15 @@ static int ctx_new(sp_ctx *parent, int64_t deadline, bool has_value, const void 
 			return 0;
 		}
 	}
-	if (past) {
+	if (past && own_deadline) {
 		ctx_cancel(n, ETIMEDOUT, false);
+	} else if (past) {
+		/* The chain is pinned: n holds p, each node its parent. */
+		ctx_node *a = p;
+		while (a && !(a->has_timer && a->timer.when == n->deadline))
+			a = a->parent;
+		/* Waits if the timer thread is firing it: n is done on return. */
+		ctx_cancel(a ? a : n, ETIMEDOUT, true);
 	} else if (arm) {
 		node_retain(n); /* the heap's reference */
 		int err = sp_timer_add(&n->timer);

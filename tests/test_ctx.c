@@ -712,19 +712,30 @@ END_TEST
 
 /*
  * A child made after the parent's deadline passed, before the timer thread
- * fired it, is done at once (ctx.h: "a deadline already past - its own or
- * the parent's"), whatever its own deadline.
+ * fired it, is done at once (ctx.h), whatever its own deadline - and so is
+ * the parent: a child is never done before the ancestor whose deadline it
+ * inherits.
  */
 START_TEST(test_parent_deadline_passed_unfired)
 {
 	int missed = 0;
 	for (int i = 0; i < 200; i++) {
-		sp_ctx *p, *c[4];
+		sp_ctx *p, *q, *c[4];
 		int64_t dl = sp_now_ns() + 20000;
 		ck_assert_int_eq(sp_ctx_with_deadline(NULL, dl, &p), 0);
+		ck_assert_int_eq(sp_ctx_with_cancel(p, &q), 0);
 		while (sp_now_ns() <= dl)
 			;
+		if (i % 2) { /* through a grandchild: the grandparent's deadline fires */
+			sp_ctx *g;
+			ck_assert_int_eq(sp_ctx_with_cancel(q, &g), 0);
+			if (sp_ctx_err(g) != ETIMEDOUT || sp_ctx_err(q) != ETIMEDOUT)
+				missed++;
+			sp_ctx_release(g);
+		}
 		ck_assert_int_eq(sp_ctx_with_timeout(p, 0, &c[0]), 0);
+		if (sp_ctx_err(p) != ETIMEDOUT) /* fired with it: never a child before its parent */
+			missed++;
 		ck_assert_int_eq(sp_ctx_with_deadline(p, sp_now_ns() - 1, &c[1]), 0);
 		ck_assert_int_eq(sp_ctx_with_cancel(p, &c[2]), 0);
 		ck_assert_int_eq(sp_ctx_with_deadline(p, INT64_MAX, &c[3]), 0);
@@ -733,6 +744,7 @@ START_TEST(test_parent_deadline_passed_unfired)
 				missed++;
 			sp_ctx_release(c[k]);
 		}
+		sp_ctx_release(q);
 		sp_ctx_release(p);
 	}
 	ck_assert_int_eq(missed, 0);

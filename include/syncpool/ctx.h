@@ -75,9 +75,11 @@ int sp_ctx_with_cancel(sp_ctx *parent, sp_ctx **out);
 /*
  * Like with_cancel, and the child becomes done with ETIMEDOUT at deadline_ns
  * (absolute CLOCK_MONOTONIC).  Its deadline is the earlier of deadline_ns
- * and the parent's; a deadline already past - its own or the parent's -
- * makes it done at once with ETIMEDOUT (unless the parent already was done,
- * whose error it then has).  deadline_ns = INT64_MAX means no deadline of
+ * and the parent's; a deadline already past makes it done at once with
+ * ETIMEDOUT (unless the parent already was done, whose error it then has) -
+ * also an inherited one whose timer has not fired yet: the ancestor whose
+ * deadline it is then becomes done too, on this thread, as if its timer had
+ * fired (so a child is never done before that ancestor).  deadline_ns = INT64_MAX means no deadline of
  * its own.  Returns 0, EINVAL, ENOMEM, or EAGAIN if the timer thread could
  * not be started.
  */
