@@ -66,7 +66,7 @@ EXAMPLES     := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRCS))
 STATIC := $(BUILD)/libsyncpool.a
 SHARED := $(BUILD)/libsyncpool.so.$(VERSION)
 
-.PHONY: all lib test test-run test-noinline test-tsan test-asan bench bench-run bench-build examples install \
+.PHONY: all lib test test-run test-noinline test-tsan test-asan test-valgrind bench bench-run bench-build examples install \
         install-check user-sanitizer-check shim-check deps clean
 
 all: lib
@@ -110,6 +110,13 @@ $(BUILD)/tests/run: $(TEST_OBJS) $(STATIC)
 test-run: $(BUILD)/tests/run
 	$(BUILD)/tests/run
 	CK_RUN_SUITE=pool GLIBC_TUNABLES=glibc.pthread.rseq=0 $(BUILD)/tests/run
+
+# The suites under valgrind, which cannot follow restartable sequences (glibc's
+# rseq registration fails there): the pool's fallback path, and every module,
+# under memcheck.
+test-valgrind: $(BUILD)/tests/run
+	CK_TIMEOUT_MULTIPLIER=10 valgrind -q --error-exitcode=9 --suppressions=tests/valgrind.supp \
+	    $(BUILD)/tests/run
 
 test: deps lib test-run examples shim-check bench-build install-check user-sanitizer-check
 	@for e in $(EXAMPLES); do echo "== $$e --test"; $$e --test || exit 1; done
@@ -235,7 +242,7 @@ user-sanitizer-check: install-check
 # ---------------------------------------------------------------- deps
 
 DEB_PKGS := libjemalloc-dev check libsubunit-dev libbenchmark-dev libck-dev gnuplot-nox \
-            pkg-config g++ clang python3
+            pkg-config g++ clang python3 valgrind
 
 deps:
 	@missing=$$(dpkg-query -W -f='$${db:Status-Abbrev} $${Package}\n' $(DEB_PKGS) 2>/dev/null \
