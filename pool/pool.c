@@ -46,6 +46,7 @@
 #include "percpu.h"
 #include "sanitizer.h"
 #include "sanitizer_ignore.h"
+#include "timer.h"
 
 #include <errno.h>
 #include <jemalloc/jemalloc.h>
@@ -934,9 +935,11 @@ SP_API void sp_pool_cleaner_stop(void)
  * would stay held in the child forever, and the cleaner thread is not
  * copied at all.  So, as glibc's malloc does with its arenas, the prepare
  * handler takes every lock of the pool layer - the cleaner's, the
- * registry, and each live pool's cleanup mutex and area locks (in the
+ * registry, every live pool's cleanup mutex, then every area lock (in the
  * order every other path takes them: none of them is held while taking
- * one before it) - and both sides release them after the fork.  Lock-free
+ * one before it, free_fn's puts included) - and both sides release them
+ * after the fork.  Since cleanups hold these across free_fn, a fork waits
+ * for the free_fn calls in progress.  Lock-free
  * state needs nothing: a thread's writes that reach the child are a prefix
  * of its program order (a write to a page the fork has already copied
  * faults and waits for the fork to end), and the sequences commit with a
@@ -960,18 +963,24 @@ static void fork_prepare(void)
 {
 	pthread_mutex_lock(&cl_mu);
 	pthread_mutex_lock(&reg_mu);
-	for (sp_pool *p = reg_head; p; p = p->reg_next) {
+	/*
+	 * Every cleanup mutex before any area lock: a cleanup holds its
+	 * mutex across free_fn, which may put into another pool (an area
+	 * lock); taking pool by pool, the fork could hold that area's lock
+	 * while waiting for the cleanup's mutex.
+	 */
+	for (sp_pool *p = reg_head; p; p = p->reg_next)
 		pthread_mutex_lock(&p->cleanup_mu);
+	for (sp_pool *p = reg_head; p; p = p->reg_next)
 		pool_areas_each(p, true);
-	}
 }
 
 static void fork_release(void)
 {
-	for (sp_pool *p = reg_head; p; p = p->reg_next) {
+	for (sp_pool *p = reg_head; p; p = p->reg_next)
 		pool_areas_each(p, false);
+	for (sp_pool *p = reg_head; p; p = p->reg_next)
 		pthread_mutex_unlock(&p->cleanup_mu);
-	}
 	pthread_mutex_unlock(&reg_mu);
 	pthread_mutex_unlock(&cl_mu);
 }
@@ -987,5 +996,12 @@ static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 static void atfork_register(void)
 {
+	/*
+	 * Prepare handlers run in the reverse order of registration: the
+	 * timer's are registered first, so that ours runs before it.  A
+	 * free_fn run by a cleanup (holding the locks ours takes) may release
+	 * a context with a deadline, which takes the timer's lock.
+	 */
+	sp_timer_atfork_init();
 	(void)pthread_atfork(fork_prepare, fork_release, fork_child);
 }

@@ -626,6 +626,7 @@ static void waiter_done(sp_ctx_watch *w)
 
 SP_API bool sp_ctx_wait(sp_ctx *c, int64_t timeout_ns)
 {
+	sp_timer_resume(); /* a fork child: pre-fork deadlines need a thread */
 	if (sp_ctx_err(c))
 		return true;
 	if (timeout_ns == 0)
@@ -692,6 +693,7 @@ SP_API sp_ctx_hook *sp_ctx_after_func(sp_ctx *c, void (*fn)(void *arg), void *ar
 	h->fn = fn;
 	h->arg = arg;
 	h->node = node_of(c);
+	sp_timer_resume(); /* a fork child: pre-fork deadlines need a thread */
 	if (h->node == NULL) {
 		atomic_init(&h->watch.state, SP_WATCH_IDLE);
 		return h;

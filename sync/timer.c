@@ -180,6 +180,11 @@ static void timer_register_atfork(void)
 
 static pthread_once_t timer_atfork_once = PTHREAD_ONCE_INIT;
 
+void sp_timer_atfork_init(void)
+{
+	pthread_once(&timer_atfork_once, timer_register_atfork);
+}
+
 /* Starts the thread with every signal blocked (lock held). */
 static int timer_start(void)
 {

@@ -59,6 +59,15 @@ void sp_timer_unreserve(void);
 bool sp_timer_remove(sp_timer *t);
 
 /*
+ * Registers the timer's fork handlers if not yet done.  A module whose fork
+ * prepare handler must run before the timer's (prepare handlers run in the
+ * reverse order of registration) calls this before registering its own:
+ * the pool's, because a pool holds its locks across free_fn calls, which
+ * may take the timer lock (releasing a context with a deadline).
+ */
+void sp_timer_atfork_init(void);
+
+/*
  * In a fork child whose heap holds timers armed before the fork (and so no
  * thread to fire them): starts the thread.  A relaxed load otherwise.
  */

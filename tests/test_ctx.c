@@ -6,6 +6,7 @@
 #include "syncpool/ctx.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <string.h>
@@ -690,23 +691,38 @@ END_TEST
  * fork: a deadline armed before the fork fires in the child too, which has
  * no timer thread until something starts one - here, the wait itself.
  */
+static void fork_hook_fn(void *arg)
+{
+	atomic_fetch_add((_Atomic int *)arg, 1);
+}
+
 START_TEST(test_deadline_armed_before_fork)
 {
 	if (SP_TSAN || SP_ASAN)
 		return; /* their runtimes cannot start threads in a threaded process's child */
-	sp_ctx *c;
+	sp_ctx *c, *h;
 	ck_assert_int_eq(sp_ctx_with_timeout(NULL, SPTEST_MS(30), &c), 0);
+	ck_assert_int_eq(sp_ctx_with_timeout(NULL, SPTEST_MS(30), &h), 0);
 	pid_t pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
+		/* A hook alone starts the thread too (no wait in this half). */
+		static _Atomic int fired;
+		sp_ctx_hook *hk = sp_ctx_after_func(h, fork_hook_fn, (void *)&fired);
+		int64_t end = sptest_now_ns() + SPTEST_S(5);
+		while (!atomic_load(&fired) && sptest_now_ns() < end)
+			sptest_sleep_ns(SPTEST_MS(1));
+		bool hooked = atomic_load(&fired) == 1;
+		sp_ctx_hook_stop(hk);
 		bool done = sp_ctx_wait(c, SPTEST_S(5));
-		_exit(done && sp_ctx_err(c) == ETIMEDOUT ? 0 : 1);
+		_exit(done && sp_ctx_err(c) == ETIMEDOUT && hooked ? 0 : 1);
 	}
 	int st = 0;
 	ck_assert_msg(sptest_wait_child(pid, &st, SPTEST_S(20)), "the child hung");
 	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
 	ck_assert(sp_ctx_wait(c, SPTEST_S(5)));
 	sp_ctx_release(c);
+	sp_ctx_release(h);
 }
 END_TEST
 

@@ -12,9 +12,11 @@
  */
 #include "sptest.h"
 #include "common.h"
+#include "syncpool/ctx.h"
 #include "syncpool/pool.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -913,6 +915,95 @@ START_TEST(test_pool_fork_cleaner)
 }
 END_TEST
 
+/*
+ * fork() while a cleanup's free_fn is running, and that free_fn uses
+ * another pool (fi_p2) or releases a context with a deadline (the timer's
+ * lock).  The fork's prepare handler waits for the cleanup; it deadlocked
+ * once in each case: taking pool by pool (it held fi_p2's area locks while
+ * waiting for fi_p1's cleanup), and running after the timer's prepare (it
+ * held the timer lock while waiting for the cleaner).
+ */
+static sp_pool *fi_p1, *fi_p2;
+static _Atomic int fi_in_free;
+struct fi_obj {
+	void *buf;
+	sp_ctx *ctx;
+};
+
+static void fi_free(void *o, void *arg)
+{
+	(void)arg;
+	struct fi_obj *x = o;
+	atomic_store(&fi_in_free, 1);
+	sptest_sleep_ns(SPTEST_MS(100)); /* the fork lands here */
+	if (x->buf)
+		sp_pool_put(fi_p2, x->buf);
+	if (x->ctx)
+		sp_ctx_release(x->ctx); /* disarms its deadline: the timer lock */
+	free(x);
+}
+
+static void *fi_cleanup(void *arg)
+{
+	(void)arg;
+	sp_pool_cleanup(fi_p1);
+	return NULL;
+}
+
+static void *fi_fork(void *arg)
+{
+	(void)arg;
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(0);
+	int st = 0;
+	if (pid > 0)
+		sptest_wait_child(pid, &st, SPTEST_S(10));
+	return NULL;
+}
+
+static void fi_fork_during_free(void)
+{
+	while (!atomic_load(&fi_in_free))
+		sptest_sleep_ns(SPTEST_MS(1));
+	pthread_t f;
+	ck_assert_int_eq(pthread_create(&f, NULL, fi_fork, NULL), 0);
+	ck_assert_msg(sptest_join_within(f, SPTEST_S(10), NULL), "fork() deadlocked against a cleanup");
+}
+
+START_TEST(test_pool_fork_during_free_fn)
+{
+#if SP_TSAN
+	return; /* TSan reports jemalloc's own fork handlers ("double lock") */
+#endif
+	/* A free_fn that puts into another, newer pool, under a direct cleanup. */
+	atomic_store(&fi_in_free, 0);
+	fi_p1 = sp_pool_create(&(sp_pool_opts){ .free_fn = fi_free });
+	fi_p2 = sp_pool_create(&(sp_pool_opts){ .size = 64 });
+	ck_assert_ptr_nonnull(fi_p1);
+	ck_assert_ptr_nonnull(fi_p2);
+	struct fi_obj *x = calloc(1, sizeof *x);
+	x->buf = sp_pool_get(fi_p2);
+	sp_pool_put(fi_p1, x);
+	sp_pool_cleanup(fi_p1); /* x to the victim: the next cleanup drops it */
+	pthread_t c;
+	ck_assert_int_eq(pthread_create(&c, NULL, fi_cleanup, NULL), 0);
+	fi_fork_during_free();
+	ck_assert(sptest_join_within(c, SPTEST_S(10), NULL));
+
+	/* A free_fn that releases a context with a deadline, under the cleaner. */
+	atomic_store(&fi_in_free, 0);
+	x = calloc(1, sizeof *x);
+	ck_assert_int_eq(sp_ctx_with_timeout(NULL, SPTEST_S(3600), &x->ctx), 0); /* timer handlers now */
+	sp_pool_put(fi_p1, x);
+	ck_assert_int_eq(sp_pool_cleaner_start(SPTEST_MS(10)), 0);
+	fi_fork_during_free();
+	sp_pool_cleaner_stop();
+	sp_pool_destroy(fi_p1);
+	sp_pool_destroy(fi_p2);
+}
+END_TEST
+
 #if SP_ASAN
 int __lsan_do_recoverable_leak_check(void) __attribute__((weak));
 void __asan_poison_memory_region(void const volatile *addr, size_t size);
@@ -1005,6 +1096,7 @@ static Suite *pool_suite(void)
 	tcase_add_test(tc, test_pool_destroy_with_objects_out);
 	tcase_add_test(tc, test_pool_create_destroy_flat);
 	tcase_add_test(tc, test_pool_fork_cleaner);
+	tcase_add_test(tc, test_pool_fork_during_free_fn);
 #if SP_ASAN
 	tcase_add_exit_test(tc, test_pool_asan_use_after_put, 1);
 	tcase_add_test(tc, test_pool_lsan_live_pool);

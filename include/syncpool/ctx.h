@@ -53,6 +53,14 @@
 extern "C" {
 #endif
 
+/*
+ * fork(): the child may use the contexts it inherits.  It has no timer
+ * thread at first: deadlines armed before the fork fire once the child
+ * waits on a context (sp_ctx_wait, or any blocking call that takes one),
+ * registers an after_func hook or creates a context with a deadline, which
+ * start it; polling sp_ctx_err alone does not.
+ */
+
 /* Current CLOCK_MONOTONIC time in nanoseconds; every syncpool deadline uses it. */
 int64_t sp_now_ns(void);
 

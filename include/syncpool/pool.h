@@ -47,8 +47,10 @@
  * fork(): the child may use every pool it inherits, as in the parent (a
  * prepare handler takes the pool layer's locks, so none is left held by a
  * thread the child does not have).  The cleaner thread is not in the child:
- * sp_pool_cleaner_start there starts a new one.  new_fn, free_fn and
- * reset_fn must not call fork().
+ * sp_pool_cleaner_start there starts a new one.  fork() waits for the
+ * cleanups in progress, their free_fn calls included; so new_fn, free_fn
+ * and reset_fn must not call fork(), nor wait for a lock that a fork
+ * handler of yours (pthread_atfork) takes.
  */
 #ifndef SYNCPOOL_POOL_H
 #define SYNCPOOL_POOL_H
