@@ -40,6 +40,13 @@ void sptest_sleep_ns(int64_t ns)
 		;
 }
 
+int sptest_slowdown(void)
+{
+	const char *m = getenv("CK_TIMEOUT_MULTIPLIER");
+	int v = m ? atoi(m) : 1;
+	return v >= 1 ? v : 1;
+}
+
 bool sptest_wait_child(int pid, int *status, int64_t timeout_ns)
 {
 	int64_t end = sptest_now_ns() + timeout_ns;

@@ -52,6 +52,14 @@ bool sptest_join_within(pthread_t t, int64_t timeout_ns, void **ret);
  */
 bool sptest_wait_child(int pid, int *status, int64_t timeout_ns);
 
+/*
+ * How much slower than native this run is expected to be: Check's
+ * CK_TIMEOUT_MULTIPLIER (the sanitizer and valgrind targets set it), else
+ * 1.  Bounded waits for progress ("every accepted task starts within 3 s")
+ * multiply their bound by it, so that a slow build fails only on a hang.
+ */
+int sptest_slowdown(void);
+
 /* Thread-count helper: how many CPUs this process may run on. */
 int sptest_ncpu(void);
 

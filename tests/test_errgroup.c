@@ -412,7 +412,7 @@ static int gate_task(void *arg)
 	atomic_fetch_add(&gate_started, 1);
 	int64_t end = sptest_now_ns() + SPTEST_S(20);
 	while (!atomic_load(&gate_open) && sptest_now_ns() < end)
-		sptest_sleep_ns(200000);
+		sptest_sleep_ns(SPTEST_MS(1)); /* 100+ of these poll at once: keep it light */
 	atomic_fetch_add(&gate_finished, 1);
 	return atomic_load(&gate_open) ? 0 : ETIMEDOUT;
 }
@@ -420,7 +420,7 @@ static int gate_task(void *arg)
 /* Every task whose go() returned 0 starts within a bounded time. */
 static void expect_started(int n)
 {
-	int64_t end = sptest_now_ns() + SPTEST_S(3);
+	int64_t end = sptest_now_ns() + SPTEST_S(3) * sptest_slowdown();
 	while (atomic_load(&gate_started) < n && sptest_now_ns() < end)
 		sptest_sleep_ns(200000);
 	int started = atomic_load(&gate_started);
