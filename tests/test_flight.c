@@ -418,7 +418,7 @@ START_TEST(test_do_ctx)
 	sp_ctx_cancel(wc.ctx);
 	ck_assert(sptest_join_within(tc, SPTEST_S(5), NULL));
 	ck_assert_int_eq(wc.rc, ECANCELED);
-	ck_assert_int_lt(wc.returned_at - t0, SLOW ? SPTEST_MS(500) : SPTEST_MS(100));
+	ck_assert_int_lt(wc.returned_at - t0, (SLOW ? SPTEST_MS(500) : SPTEST_MS(100)) * sptest_slowdown());
 	ck_assert(sptest_join_within(tt, SPTEST_S(5), NULL));
 	ck_assert_int_eq(wt.rc, ETIMEDOUT);
 
