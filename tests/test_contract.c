@@ -1208,7 +1208,8 @@ START_TEST(test_flight_shared_refcount)
 }
 END_TEST
 
-START_TEST(test_flight_ctx_and_forget)
+/* A fresh group with a leader thread inside fn on key "hot" until fl_go. */
+static pthread_t start_hot_leader(void)
 {
 	flight_reset();
 	fg = sp_flight_create(fl_free);
@@ -1216,6 +1217,12 @@ START_TEST(test_flight_ctx_and_forget)
 	pthread_t t;
 	ck_assert_int_eq(pthread_create(&t, NULL, fl_leader, NULL), 0);
 	ck_assert(flag_wait(&fl_started, SPTEST_S(5)));
+	return t;
+}
+
+START_TEST(test_flight_ctx_and_forget)
+{
+	pthread_t t = start_hot_leader();
 	/* A joiner whose ctx ends stops waiting; res untouched. */
 	sp_ctx *c;
 	ck_assert_int_eq(sp_ctx_with_timeout(NULL, SPTEST_MS(5), &c), 0);
@@ -1245,12 +1252,7 @@ END_TEST
 /* A caller whose context is already done neither starts nor joins a call. */
 START_TEST(test_flight_done_ctx_does_not_join)
 {
-	flight_reset();
-	fg = sp_flight_create(fl_free);
-	ck_assert_ptr_nonnull(fg);
-	pthread_t t;
-	ck_assert_int_eq(pthread_create(&t, NULL, fl_leader, NULL), 0);
-	ck_assert(flag_wait(&fl_started, SPTEST_S(5)));
+	pthread_t t = start_hot_leader();
 	sp_ctx *c;
 	ck_assert_int_eq(sp_ctx_with_cancel(NULL, &c), 0);
 	sp_ctx_cancel(c);

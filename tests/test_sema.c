@@ -376,6 +376,16 @@ static void wait_state(struct req *r, int want)
 	}
 }
 
+/* Starts a requester per r[i], in order, each queued before the next starts. */
+static void queue_in_order(sp_sema *s, int n, pthread_t *t, struct req *r)
+{
+	void *tail = NULL;
+	for (int i = 0; i < n; i++) {
+		ck_assert_int_eq(pthread_create(&t[i], NULL, requester, &r[i]), 0);
+		tail = wait_enqueued(s, tail);
+	}
+}
+
 START_TEST(test_large_head_blocks_small)
 {
 	sp_sema s;
@@ -450,34 +460,29 @@ END_TEST
 START_TEST(test_cancelled_middle_waiter)
 {
 	sp_sema s;
-	pthread_t ta, tb, tc;
+	pthread_t t[3];
 	sp_sema_init(&s, 2);
 	ck_assert_int_eq(sp_sema_acquire(&s, 2, NULL), 0);
 	sp_ctx *c;
 	ck_assert_int_eq(sp_ctx_with_cancel(NULL, &c), 0);
-	struct req a = { &s, 1, NULL, 0, 0 }, b = { &s, 1, c, 0, 0 }, d = { &s, 2, NULL, 0, 0 };
-	ck_assert_int_eq(pthread_create(&ta, NULL, requester, &a), 0);
-	void *t1 = wait_enqueued(&s, NULL);
-	ck_assert_int_eq(pthread_create(&tb, NULL, requester, &b), 0);
-	void *t2 = wait_enqueued(&s, t1);
-	ck_assert_int_eq(pthread_create(&tc, NULL, requester, &d), 0);
-	wait_enqueued(&s, t2);
+	struct req r[3] = { { &s, 1, NULL, 0, 0 }, { &s, 1, c, 0, 0 }, { &s, 2, NULL, 0, 0 } };
+	struct req *a = &r[0], *b = &r[1], *d = &r[2];
+	queue_in_order(&s, 3, t, r);
 	sp_ctx_cancel(c);
-	wait_state(&b, 2);
-	ck_assert_int_eq(b.err, ECANCELED);
+	wait_state(b, 2);
+	ck_assert_int_eq(b->err, ECANCELED);
 	sptest_sleep_ns(SPTEST_MS(2));
-	ck_assert_int_eq(atomic_load(&a.state), 0); /* nothing was freed by b leaving */
-	ck_assert_int_eq(atomic_load(&d.state), 0);
+	ck_assert_int_eq(atomic_load(&a->state), 0); /* nothing was freed by b leaving */
+	ck_assert_int_eq(atomic_load(&d->state), 0);
 	sp_sema_release(&s, 1);
-	wait_state(&a, 1);
+	wait_state(a, 1);
 	sptest_sleep_ns(SPTEST_MS(2));
-	ck_assert_int_eq(atomic_load(&d.state), 0); /* needs 2: 1 is held by a */
+	ck_assert_int_eq(atomic_load(&d->state), 0); /* needs 2: 1 is held by a */
 	sp_sema_release(&s, 1);
 	sp_sema_release(&s, 1); /* a's */
-	wait_state(&d, 1);
-	ck_assert(sptest_join_within(ta, SPTEST_S(5), NULL));
-	ck_assert(sptest_join_within(tb, SPTEST_S(5), NULL));
-	ck_assert(sptest_join_within(tc, SPTEST_S(5), NULL));
+	wait_state(d, 1);
+	for (int i = 0; i < 3; i++)
+		ck_assert(sptest_join_within(t[i], SPTEST_S(5), NULL));
 	ck_assert(!sp_sema_try_acquire(&s, 1));
 	sp_sema_release(&s, 2);
 	ck_assert(sp_sema_try_acquire(&s, 2));
@@ -491,28 +496,23 @@ END_TEST
 START_TEST(test_cancelled_head_wakes_next)
 {
 	sp_sema s;
-	pthread_t ta, tb, tc;
+	pthread_t t[3];
 	sp_sema_init(&s, 4);
 	ck_assert_int_eq(sp_sema_acquire(&s, 2, NULL), 0);
 	sp_ctx *c;
 	ck_assert_int_eq(sp_ctx_with_cancel(NULL, &c), 0);
-	struct req a = { &s, 4, c, 0, 0 }, b = { &s, 1, NULL, 0, 0 }, d = { &s, 1, NULL, 0, 0 };
-	ck_assert_int_eq(pthread_create(&ta, NULL, requester, &a), 0);
-	void *t1 = wait_enqueued(&s, NULL);
-	ck_assert_int_eq(pthread_create(&tb, NULL, requester, &b), 0);
-	void *t2 = wait_enqueued(&s, t1);
-	ck_assert_int_eq(pthread_create(&tc, NULL, requester, &d), 0);
-	wait_enqueued(&s, t2);
+	struct req r[3] = { { &s, 4, c, 0, 0 }, { &s, 1, NULL, 0, 0 }, { &s, 1, NULL, 0, 0 } };
+	struct req *a = &r[0], *b = &r[1], *d = &r[2];
+	queue_in_order(&s, 3, t, r);
 	int64_t t0 = sp_now_ns();
 	sp_ctx_cancel(c);
-	wait_state(&b, 1);
-	wait_state(&d, 1);
+	wait_state(b, 1);
+	wait_state(d, 1);
 	ck_assert_int_lt(sp_now_ns() - t0, SPTEST_MS(500) * sptest_slowdown());
-	wait_state(&a, 2);
-	ck_assert_int_eq(a.err, ECANCELED);
-	ck_assert(sptest_join_within(ta, SPTEST_S(5), NULL));
-	ck_assert(sptest_join_within(tb, SPTEST_S(5), NULL));
-	ck_assert(sptest_join_within(tc, SPTEST_S(5), NULL));
+	wait_state(a, 2);
+	ck_assert_int_eq(a->err, ECANCELED);
+	for (int i = 0; i < 3; i++)
+		ck_assert(sptest_join_within(t[i], SPTEST_S(5), NULL));
 	sp_sema_release(&s, 4);
 	ck_assert(sp_sema_try_acquire(&s, 4));
 	sp_ctx_release(c);
