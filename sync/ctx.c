@@ -512,12 +512,14 @@ static int ctx_new(sp_ctx *parent, int64_t deadline, bool has_value, const void 
 
 	/*
 	 * Everything a parent's canceller reads is set before the link publishes n.
-	 * A deadline already past makes n done at once (ctx.h), not at the timer's
-	 * next turn - also one n inherits whose timer has not fired yet: then
-	 * the ancestor it belongs to is fired here, so that the child is never
-	 * done before the ancestor whose deadline it has.
+	 * with_deadline / with_timeout (a deadline argument: they read the clock
+	 * anyway): a deadline already past makes n done at once (ctx.h), not at
+	 * the timer's next turn - also one n inherits whose timer has not fired
+	 * yet: then the ancestor it belongs to is fired here, so that the child
+	 * is never done before the ancestor whose deadline it has.  with_cancel
+	 * and with_value children read no clock; the timer reaches them.
 	 */
-	bool past = n->deadline != INT64_MAX && n->deadline <= sp_now_ns();
+	bool past = deadline != INT64_MAX && n->deadline <= sp_now_ns();
 	bool arm = own_deadline && !past;
 	if (arm) {
 		n->has_timer = true;

@@ -87,7 +87,9 @@ int sp_ctx_with_cancel(sp_ctx *parent, sp_ctx **out);
  * ETIMEDOUT (unless the parent already was done, whose error it then has) -
  * also an inherited one whose timer has not fired yet: the ancestor whose
  * deadline it is then becomes done too, on this thread, as if its timer had
- * fired (so a child is never done before that ancestor).  deadline_ns = INT64_MAX means no deadline of
+ * fired (so a child is never done before that ancestor).  (with_cancel and
+ * with_value read no clock: their children of such an ancestor become done
+ * when its timer fires, microseconds later.)  deadline_ns = INT64_MAX means no deadline of
  * its own.  Returns 0, EINVAL, ENOMEM, or EAGAIN if the timer thread could
  * not be started.
  */
