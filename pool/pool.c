@@ -147,6 +147,8 @@ struct sp_pool {
 	unsigned arena;
 	bool has_arena;
 	sp_pool *reg_prev, *reg_next; /* the registry, under reg_mu */
+	uint32_t pins;        /* cleanup_all passes running on it, under reg_mu */
+	bool destroying;      /* destroy waits for pins == 0, under reg_mu      */
 };
 
 _Static_assert(offsetof(struct sp_pool, pc) == SP_POOL_HEAD_OFFSET_ &&
@@ -156,6 +158,7 @@ _Static_assert(offsetof(struct sp_pool, pc) == SP_POOL_HEAD_OFFSET_ &&
 	       "struct sp_pool_head_ mirrors struct sp_pool from SP_POOL_HEAD_OFFSET_");
 
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t reg_cv = PTHREAD_COND_INITIALIZER; /* a pin dropped */
 
 static void arena_ctl_ind(unsigned ind, const char *op)
 {
@@ -656,11 +659,30 @@ SP_API void sp_pool_cleanup(sp_pool *p)
 		arena_ctl(p, "purge");
 }
 
+/*
+ * The registry lock is not held while a pool is cleaned (its free_fn calls
+ * may take long): the pool is pinned instead, which keeps it linked and
+ * alive - its destroy waits for the pin - so its successor can be read
+ * after the cleanup.  create and destroy of other pools never wait for it.
+ */
 SP_API void sp_pool_cleanup_all(void)
 {
 	pthread_mutex_lock(&reg_mu);
-	for (sp_pool *p = reg_head; p; p = p->reg_next)
+	sp_pool *p = reg_head;
+	while (p && p->destroying)
+		p = p->reg_next;
+	while (p) {
+		p->pins++;
+		pthread_mutex_unlock(&reg_mu);
 		sp_pool_cleanup(p);
+		pthread_mutex_lock(&reg_mu);
+		sp_pool *next = p->reg_next;
+		while (next && next->destroying)
+			next = next->reg_next;
+		if (--p->pins == 0 && p->destroying)
+			pthread_cond_broadcast(&reg_cv);
+		p = next;
+	}
 	pthread_mutex_unlock(&reg_mu);
 }
 
@@ -780,7 +802,10 @@ SP_API void sp_pool_destroy(sp_pool *p)
 {
 	if (!p)
 		return;
-	pthread_mutex_lock(&reg_mu); /* waits for a cleanup_all in progress */
+	pthread_mutex_lock(&reg_mu);
+	p->destroying = true;
+	while (p->pins > 0) /* a cleanup_all is cleaning it */
+		pthread_cond_wait(&reg_cv, &reg_mu);
 	if (p->reg_prev)
 		p->reg_prev->reg_next = p->reg_next;
 	else
@@ -987,6 +1012,10 @@ static void fork_release(void)
 
 static void fork_child(void)
 {
+	/* Pins of cleanup_all passes whose threads stayed in the parent. */
+	for (sp_pool *p = reg_head; p; p = p->reg_next)
+		p->pins = 0;
+	pthread_cond_init(&reg_cv, NULL); /* its waiters stayed in the parent too */
 	cl_running = false; /* the thread stayed in the parent */
 	atomic_store_explicit(&cl_stop, false, memory_order_relaxed);
 	fork_release();

@@ -1004,6 +1004,66 @@ START_TEST(test_pool_fork_during_free_fn)
 }
 END_TEST
 
+/*
+ * cleanup_all does not hold the list of pools while a pool's free_fn runs:
+ * creating and destroying other pools meanwhile does not wait for it, and a
+ * destroy of the pool being cleaned waits for that cleanup (no use after
+ * free: ASan).
+ */
+static _Atomic int ca_in_free, ca_release;
+static void ca_free(void *o, void *arg)
+{
+	(void)arg;
+	atomic_store(&ca_in_free, 1);
+	int64_t end = sptest_now_ns() + SPTEST_S(10);
+	while (!atomic_load(&ca_release) && sptest_now_ns() < end)
+		sptest_sleep_ns(SPTEST_MS(1));
+	free(o);
+}
+
+static void *ca_cleanup_all(void *arg)
+{
+	(void)arg;
+	sp_pool_cleanup_all();
+	return NULL;
+}
+
+static void *ca_destroy(void *arg)
+{
+	sp_pool_destroy(arg);
+	return NULL;
+}
+
+START_TEST(test_pool_cleanup_all_does_not_block_create)
+{
+	atomic_store(&ca_in_free, 0);
+	atomic_store(&ca_release, 0);
+	sp_pool *slow = sp_pool_create(&(sp_pool_opts){ .free_fn = ca_free });
+	ck_assert_ptr_nonnull(slow);
+	sp_pool_put(slow, malloc(16));
+	sp_pool_cleanup(slow); /* to the victim: the next cycle drops it */
+	pthread_t c, d;
+	ck_assert_int_eq(pthread_create(&c, NULL, ca_cleanup_all, NULL), 0);
+	int64_t end = sptest_now_ns() + SPTEST_S(10);
+	while (!atomic_load(&ca_in_free) && sptest_now_ns() < end)
+		sptest_sleep_ns(SPTEST_MS(1));
+	ck_assert(atomic_load(&ca_in_free));
+	/* free_fn is stuck until released: create and destroy others meanwhile. */
+	for (int i = 0; i < 10; i++) {
+		sp_pool *q = sp_pool_create(&(sp_pool_opts){ .size = 32 });
+		ck_assert_ptr_nonnull(q);
+		sp_pool_put(q, sp_pool_get(q));
+		sp_pool_destroy(q);
+	}
+	/* Destroying the pool being cleaned waits for its cycle. */
+	ck_assert_int_eq(pthread_create(&d, NULL, ca_destroy, slow), 0);
+	ck_assert(!sptest_join_within(d, SPTEST_MS(50), NULL));
+	atomic_store(&ca_release, 1);
+	ck_assert(sptest_join_within(c, SPTEST_S(10), NULL));
+	ck_assert(sptest_join_within(d, SPTEST_S(10), NULL));
+}
+END_TEST
+
 #if SP_ASAN
 int __lsan_do_recoverable_leak_check(void) __attribute__((weak));
 void __asan_poison_memory_region(void const volatile *addr, size_t size);
@@ -1097,6 +1157,7 @@ static Suite *pool_suite(void)
 	tcase_add_test(tc, test_pool_create_destroy_flat);
 	tcase_add_test(tc, test_pool_fork_cleaner);
 	tcase_add_test(tc, test_pool_fork_during_free_fn);
+	tcase_add_test(tc, test_pool_cleanup_all_does_not_block_create);
 #if SP_ASAN
 	tcase_add_exit_test(tc, test_pool_asan_use_after_put, 1);
 	tcase_add_test(tc, test_pool_lsan_live_pool);

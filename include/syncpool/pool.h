@@ -97,9 +97,7 @@ typedef struct sp_pool_opts {
  * per_cpu_cap: 0 means SP_POOL_DEFAULT_PER_CPU_CAP; at most
  * SP_POOL_MAX_PER_CPU_CAP.  Returns NULL with errno EINVAL for anything else
  * (NULL opts included; a built-in allocator's size above SIZE_MAX / 4),
- * ENOMEM when out of memory.  Waits only while an sp_pool_cleanup_all is
- * in progress on another thread (it holds the list of pools, its free_fn
- * calls included).
+ * ENOMEM when out of memory.  Does not block (beyond a short internal lock).
  *
  * new_fn, free_fn and reset_fn may call sp_pool_get/sp_pool_put (on any
  * pool) but not sp_pool_create, sp_pool_destroy or the cleanup functions:
@@ -144,8 +142,8 @@ void sp_pool_put(sp_pool *p, void *obj);
  */
 void sp_pool_cleanup(sp_pool *p);
 
-/* One cleanup cycle on every live pool (serialized with create/destroy:
- * they wait for it). */
+/* One cleanup cycle on every live pool.  A destroy of a pool it is
+ * cleaning right now waits for that pool's cycle. */
 void sp_pool_cleanup_all(void);
 
 /*
