@@ -114,7 +114,8 @@ sp_pool *sp_pool_create(const sp_pool_opts *opts);
  * then only purged, not destroyed) but nothing can free it any more - it is
  * leaked, with the arena.  Never pass such an object to free(): it is not
  * malloc's (glibc's free aborts or corrupts the heap).
- * Waits for a cleanup of this pool in progress on the cleaner thread.
+ * Waits for a cycle on this pool in progress in sp_pool_cleanup_all (on
+ * any thread, the cleaner's included).
  */
 void sp_pool_destroy(sp_pool *p);
 
