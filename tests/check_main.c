@@ -5,11 +5,13 @@
 #include "sptest.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -47,9 +49,14 @@ int sptest_slowdown(void)
 	return v >= 1 ? v : 1;
 }
 
+int64_t sptest_scaled(int64_t ns)
+{
+	return ns * sptest_slowdown();
+}
+
 bool sptest_wait_child(int pid, int *status, int64_t timeout_ns)
 {
-	int64_t end = sptest_now_ns() + timeout_ns;
+	int64_t end = sptest_now_ns() + sptest_scaled(timeout_ns);
 	pid_t w;
 	while ((w = waitpid(pid, status, WNOHANG)) == 0 && sptest_now_ns() < end)
 		sptest_sleep_ns(1000000);
@@ -64,7 +71,7 @@ bool sptest_join_within(pthread_t t, int64_t timeout_ns, void **ret)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	int64_t end = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + timeout_ns;
+	int64_t end = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + sptest_scaled(timeout_ns);
 	ts.tv_sec = end / 1000000000;
 	ts.tv_nsec = end % 1000000000;
 	return pthread_timedjoin_np(t, ret, &ts) == 0;
@@ -78,15 +85,96 @@ void sptest_run_threads(int n, void *(*fn)(void *), void *args, size_t stride, i
 		void *a = args ? (char *)args + (size_t)i * stride : NULL;
 		ck_assert_int_eq(pthread_create(&t[i], NULL, fn, a), 0);
 	}
-	int64_t deadline = sptest_now_ns() + timeout_ns;
+	int64_t deadline = sptest_now_ns() + sptest_scaled(timeout_ns);
 	for (int i = 0; i < n; i++) {
 		int64_t left = deadline - sptest_now_ns();
 		if (left < 1)
 			left = 1;
-		if (!sptest_join_within(t[i], left, NULL))
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		int64_t end = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + left;
+		ts.tv_sec = end / 1000000000;
+		ts.tv_nsec = end % 1000000000;
+		if (pthread_timedjoin_np(t[i], NULL, &ts) != 0)
 			ck_abort_msg("thread %d of %d did not finish in time (deadlock?)", i, n);
 	}
 	free(t);
+}
+
+int sptest_gettid(void)
+{
+	return (int)syscall(SYS_gettid);
+}
+
+/* Whether /proc shows a thread's system call (a kernel with the syscall file). */
+static bool proc_shows_syscalls(void)
+{
+	static int ok = -1;
+	if (ok < 0) {
+		char path[64];
+		snprintf(path, sizeof path, "/proc/self/task/%d/syscall", sptest_gettid());
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		char c;
+		ok = fd >= 0 && read(fd, &c, 1) == 1;
+		if (fd >= 0)
+			close(fd);
+	}
+	return ok;
+}
+
+/* Whether thread tid sleeps in a futex wait; if so, *word is its word. */
+static bool futex_word_of(int tid, const void **word)
+{
+	char path[64], buf[256];
+	snprintf(path, sizeof path, "/proc/self/task/%d/syscall", tid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false; /* exited */
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	/* "<nr> <arg1> ..." while blocked in a system call; "running" otherwise. */
+	char *end;
+	long nr = strtol(buf, &end, 10);
+	if (end == buf || nr != SYS_futex)
+		return false;
+	*word = (const void *)(uintptr_t)strtoull(end, NULL, 16);
+	return true;
+}
+
+const void *sptest_futex_word(int tid)
+{
+	const void *w = NULL;
+	return futex_word_of(tid, &w) ? w : NULL;
+}
+
+bool sptest_await_parked(const int *tids, int n, const void *word, int64_t timeout_ns)
+{
+	if (!proc_shows_syscalls()) { /* the old way */
+		sptest_sleep_ns(sptest_scaled(SPTEST_MS(50)));
+		return true;
+	}
+	int64_t end = sptest_now_ns() + sptest_scaled(timeout_ns);
+	const void *seen[64];
+	ck_assert_int_le(n, 64);
+	for (int looks = 0;;) {
+		bool all = true;
+		for (int i = 0; i < n && all; i++) {
+			const void *w = NULL;
+			if (!futex_word_of(tids[i], &w) || (word && w != word) || (looks && w != seen[i]))
+				all = false;
+			else
+				seen[i] = w;
+		}
+		looks = all ? looks + 1 : 0;
+		if (looks == 2)
+			return true;
+		if (sptest_now_ns() > end)
+			return false;
+		sptest_sleep_ns(all ? SPTEST_MS(1) : SPTEST_MS(1) / 5);
+	}
 }
 
 int sptest_ncpu(void)
