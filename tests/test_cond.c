@@ -10,10 +10,10 @@
 
 #include "common.h"
 
-/* Polls cond(arg) until true or timeout; false on timeout. */
+/* Polls cond(arg) until true or timeout (scaled); false on timeout. */
 static bool eventually(bool (*pred)(void *), void *arg, int64_t timeout_ns)
 {
-	int64_t end = sptest_now_ns() + timeout_ns;
+	int64_t end = sptest_now_ns() + sptest_scaled(timeout_ns);
 	while (!pred(arg)) {
 		if (sptest_now_ns() > end)
 			return false;
@@ -260,7 +260,7 @@ START_TEST(test_cond_ctx_timeout)
 	ck_assert(!sp_mutex_trylock(&m));
 	sp_mutex_unlock(&m);
 	ck_assert_int_ge(dt, SPTEST_MS(30));
-	ck_assert_int_lt(dt, SPTEST_S(5));
+	ck_assert_int_lt(dt, sptest_scaled(SPTEST_S(5)));
 	ck_assert_uint_eq(c.nwait_, 0);
 	ck_assert_ptr_null(c.head_);
 	sp_ctx_release(ctx);
@@ -336,7 +336,7 @@ static void *pair_b(void *arg)
 
 static bool pair_queued(struct pair *p, int n)
 {
-	int64_t end = sptest_now_ns() + SPTEST_S(10);
+	int64_t end = sptest_now_ns() + sptest_scaled(SPTEST_S(10));
 	for (;;) {
 		sp_mutex_lock(&p->m); /* the waiter queued before releasing it */
 		int q = atomic_load(&p->queued);

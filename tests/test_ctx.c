@@ -270,10 +270,12 @@ END_TEST
 struct waker {
 	sp_ctx *c;
 	int64_t woke;
+	_Atomic int tid;
 };
 static void *wait_and_stamp(void *arg)
 {
 	struct waker *w = arg;
+	atomic_store(&w->tid, sptest_gettid());
 	ck_assert(sp_ctx_wait(w->c, SPTEST_S(5)));
 	w->woke = sp_now_ns();
 	return NULL;
@@ -284,19 +286,22 @@ START_TEST(test_wait_prompt)
 	int64_t best = INT64_MAX;
 	for (int trial = 0; trial < 5; trial++) {
 		pthread_t t;
-		struct waker w = { NULL, 0 };
+		struct waker w = { NULL, 0, 0 };
 		ck_assert_int_eq(sp_ctx_with_cancel(NULL, &w.c), 0);
 		ck_assert_int_eq(pthread_create(&t, NULL, wait_and_stamp, &w), 0);
-		sptest_sleep_ns(SPTEST_MS(5));
+		while (!atomic_load(&w.tid))
+			sptest_sleep_ns(SPTEST_MS(1) / 10);
+		int tid = atomic_load(&w.tid);
+		ck_assert(sptest_await_parked(&tid, 1, NULL, SPTEST_S(5))); /* asleep in the wait */
 		int64_t t0 = sp_now_ns();
 		sp_ctx_cancel(w.c);
 		ck_assert(sptest_join_within(t, SPTEST_S(5), NULL));
-		ck_assert_int_lt(w.woke - t0, SPTEST_S(1));
+		ck_assert_int_lt(w.woke - t0, sptest_scaled(SPTEST_S(1)));
 		if (w.woke - t0 < best)
 			best = w.woke - t0;
 		sp_ctx_release(w.c);
 	}
-	ck_assert_int_lt(best, SPTEST_MS(5 * SCALE));
+	ck_assert_int_lt(best, sptest_scaled(SPTEST_MS(5 * SCALE)));
 }
 END_TEST
 
@@ -417,22 +422,36 @@ START_TEST(test_timer_earlier_wakes)
 }
 END_TEST
 
-/* Many deadlines, some cancelled early: each ends with the right error, on time. */
+/*
+ * Many deadlines, some cancelled early: each ends with the right error, on
+ * time.  A cancel is "early" only if it returned before the deadline: a
+ * stalled machine may reach it later, and then the deadline may win.
+ */
 START_TEST(test_timer_many)
 {
 	enum { N = 2000 };
 	sp_ctx **c = malloc(N * sizeof *c);
+	static bool late_cancel[N];
 	int64_t t0 = sp_now_ns();
 	for (int i = 0; i < N; i++) {
 		ck_assert_int_eq(sp_ctx_with_timeout(NULL, SPTEST_MS(100) + (i * 7919 % N) * 10000, &c[i]), 0);
-		if (i % 3 == 0)
+		late_cancel[i] = false;
+		if (i % 3 == 0) {
+			int64_t d;
+			ck_assert(sp_ctx_deadline(c[i], &d));
 			sp_ctx_cancel(c[i]);
+			late_cancel[i] = sp_now_ns() >= d;
+		}
 	}
 	for (int i = 0; i < N; i++) {
 		ck_assert(sp_ctx_wait(c[i], SPTEST_S(10)));
-		ck_assert_int_eq(sp_ctx_err(c[i]), i % 3 == 0 ? ECANCELED : ETIMEDOUT);
+		int e = sp_ctx_err(c[i]);
+		if (i % 3 == 0 && late_cancel[i])
+			ck_assert(e == ECANCELED || e == ETIMEDOUT);
+		else
+			ck_assert_int_eq(e, i % 3 == 0 ? ECANCELED : ETIMEDOUT);
 	}
-	ck_assert_int_lt(sp_now_ns() - t0, SPTEST_S(5));
+	ck_assert_int_lt(sp_now_ns() - t0, sptest_scaled(SPTEST_S(5)));
 	for (int i = 0; i < N; i++)
 		sp_ctx_release(c[i]);
 	free(c);
@@ -714,12 +733,12 @@ START_TEST(test_deadline_armed_before_fork)
 		/* A hook alone starts the thread too (no wait in this half). */
 		static _Atomic int fired;
 		sp_ctx_hook *hk = sp_ctx_after_func(h, fork_hook_fn, (void *)&fired);
-		int64_t end = sptest_now_ns() + SPTEST_S(5);
+		int64_t end = sptest_now_ns() + sptest_scaled(SPTEST_S(5));
 		while (!atomic_load(&fired) && sptest_now_ns() < end)
 			sptest_sleep_ns(SPTEST_MS(1));
 		bool hooked = atomic_load(&fired) == 1;
 		sp_ctx_hook_stop(hk);
-		bool done = sp_ctx_wait(c, SPTEST_S(5));
+		bool done = sp_ctx_wait(c, sptest_scaled(SPTEST_S(5)));
 		_exit(done && sp_ctx_err(c) == ETIMEDOUT && hooked ? 0 : 1);
 	}
 	int st = 0;

@@ -363,7 +363,7 @@ static void *producer(void *v)
 		sp_pool_put(a->p, a->objs[i]);
 	atomic_store(a->phase, 1);
 	/* Stay running on this CPU (keeping its mm_cid) until the consumer is done. */
-	int64_t end = sptest_now_ns() + SPTEST_S(20);
+	int64_t end = sptest_now_ns() + sptest_scaled(SPTEST_S(20));
 	while (atomic_load(a->phase) != 2 && sptest_now_ns() < end)
 		sp_cpu_relax();
 	return NULL;
@@ -386,7 +386,7 @@ START_TEST(test_pool_producer_consumer)
 	ck_assert_int_eq(pthread_create(&t, NULL, producer, &a), 0);
 	if (pinned)
 		pin_to(c1);
-	int64_t end = sptest_now_ns() + SPTEST_S(20);
+	int64_t end = sptest_now_ns() + sptest_scaled(SPTEST_S(20));
 	while (atomic_load(&phase) != 1 && sptest_now_ns() < end)
 		sched_yield();
 	ck_assert_int_eq(atomic_load(&phase), 1);
@@ -449,7 +449,7 @@ START_TEST(test_pool_flow)
 	pthread_t t;
 	ck_assert_int_eq(pthread_create(&t, NULL, flow_producer, &a), 0);
 	long got = 0;
-	int64_t end = sptest_now_ns() + SPTEST_S(30);
+	int64_t end = sptest_now_ns() + sptest_scaled(SPTEST_S(30));
 	for (;;) {
 		int done = atomic_load(&a.done);
 		void *x = sp_pool_get(p);
@@ -628,7 +628,7 @@ START_TEST(test_pool_cleaner)
 	for (int i = 1; i <= 10; i++)
 		sp_pool_put(p, TOK(i));
 	ck_assert_int_eq(sp_pool_cleaner_start(SPTEST_MS(2)), 0);
-	int64_t end = sptest_now_ns() + SPTEST_S(10);
+	int64_t end = sptest_now_ns() + sptest_scaled(SPTEST_S(10));
 	while (atomic_load(&tok_frees) < 10 && sptest_now_ns() < end)
 		sptest_sleep_ns(SPTEST_MS(1));
 	ck_assert_int_eq(atomic_load(&tok_frees), 10);
@@ -646,7 +646,7 @@ START_TEST(test_pool_cleaner)
 
 	/* Restartable. */
 	ck_assert_int_eq(sp_pool_cleaner_start(SPTEST_MS(1)), 0);
-	end = sptest_now_ns() + SPTEST_S(10);
+	end = sptest_now_ns() + sptest_scaled(SPTEST_S(10));
 	while (atomic_load(&tok_frees) < 11 && sptest_now_ns() < end)
 		sptest_sleep_ns(SPTEST_MS(1));
 	sp_pool_cleaner_stop();
@@ -889,7 +889,7 @@ START_TEST(test_pool_fork_cleaner)
 	pid_t pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
-		alarm(10);
+		alarm((unsigned)(10 * sptest_slowdown()));
 		int bad = 0;
 		if (sp_pool_cleaner_start(INT64_C(1000000)) != 0) /* 1 ms */
 			bad |= 1;
@@ -898,7 +898,7 @@ START_TEST(test_pool_fork_cleaner)
 			x[i] = sp_pool_get(p);
 		for (int i = 0; i < 10; i++)
 			sp_pool_put(p, x[i]);
-		int64_t end = sptest_now_ns() + SPTEST_S(5);
+		int64_t end = sptest_now_ns() + sptest_scaled(SPTEST_S(5));
 		while (atomic_load(&fork_frees) < 10 && sptest_now_ns() < end)
 			usleep(1000);
 		if (atomic_load(&fork_frees) != 10)
@@ -1015,7 +1015,7 @@ static void ca_free(void *o, void *arg)
 {
 	(void)arg;
 	atomic_store(&ca_in_free, 1);
-	int64_t end = sptest_now_ns() + SPTEST_S(10);
+	int64_t end = sptest_now_ns() + sptest_scaled(SPTEST_S(10));
 	while (!atomic_load(&ca_release) && sptest_now_ns() < end)
 		sptest_sleep_ns(SPTEST_MS(1));
 	free(o);
@@ -1044,7 +1044,7 @@ START_TEST(test_pool_cleanup_all_does_not_block_create)
 	sp_pool_cleanup(slow); /* to the victim: the next cycle drops it */
 	pthread_t c, d;
 	ck_assert_int_eq(pthread_create(&c, NULL, ca_cleanup_all, NULL), 0);
-	int64_t end = sptest_now_ns() + SPTEST_S(10);
+	int64_t end = sptest_now_ns() + sptest_scaled(SPTEST_S(10));
 	while (!atomic_load(&ca_in_free) && sptest_now_ns() < end)
 		sptest_sleep_ns(SPTEST_MS(1));
 	ck_assert(atomic_load(&ca_in_free));
