@@ -35,7 +35,7 @@ struct gate {
 
 static bool gate_wait(struct gate *g, int64_t timeout_ns)
 {
-	int64_t dl = sp_now_ns() + timeout_ns;
+	int64_t dl = sp_now_ns() + sptest_scaled(timeout_ns);
 	while (!atomic_load(&g->open))
 		if (sp_park_wait(&g->open, 0, dl) == ETIMEDOUT)
 			return atomic_load(&g->open) != 0;
@@ -51,13 +51,43 @@ static void gate_open(struct gate *g)
 /* Waits (bounded) until *v >= want. */
 static bool await_at_least(_Atomic int *v, int want, int64_t timeout_ns)
 {
-	int64_t dl = sp_now_ns() + timeout_ns;
+	int64_t dl = sp_now_ns() + sptest_scaled(timeout_ns);
 	while (atomic_load(v) < want) {
 		if (sp_now_ns() > dl)
 			return false;
 		sptest_sleep_ns(SPTEST_MS(1));
 	}
 	return true;
+}
+
+/*
+ * Threads that will block in sp_flight_do note their kernel id first; the
+ * test then waits until all of them sleep in a futex wait (a joiner on its
+ * call, a leader on its gate) instead of sleeping and hoping they got there:
+ * a joiner that comes only after the call ended leads a call of its own.
+ */
+struct tids {
+	_Atomic int n;
+	_Atomic int id[16];
+};
+
+static void tids_note(struct tids *t)
+{
+	int i = atomic_fetch_add(&t->n, 1);
+	ck_assert_int_lt(i, 16);
+	atomic_store(&t->id[i], sptest_gettid());
+}
+
+/* Waits until n threads noted their ids and all of them sleep in a futex wait. */
+static void tids_await_parked(struct tids *t, int n)
+{
+	int ids[16];
+	ck_assert(await_at_least(&t->n, n, SPTEST_S(10)));
+	for (int i = 0; i < n; i++) {
+		while ((ids[i] = atomic_load(&t->id[i])) == 0)
+			sched_yield();
+	}
+	ck_assert_msg(sptest_await_parked(ids, n, NULL, SPTEST_S(10)), "the waiters never blocked");
 }
 
 static _Atomic int freed;
@@ -179,6 +209,7 @@ struct dup {
 	sp_flight *g;
 	struct gate gate;
 	_Atomic int calls, started, got_bar, shared;
+	struct tids tids;
 };
 
 static int fn_dup(void *arg, void **val)
@@ -196,6 +227,7 @@ static void *dup_thread(void *arg)
 {
 	struct dup *d = arg;
 	atomic_fetch_add(&d->started, 1);
+	tids_note(&d->tids);
 	sp_flight_result r;
 	ck_assert_int_eq(sp_flight_do(d->g, "key", 3, fn_dup, d, NULL, &r), 0);
 	if (r.val && strcmp(r.val, "bar") == 0)
@@ -215,10 +247,10 @@ START_TEST(test_do_dup_suppress)
 	pthread_t t[N];
 	for (int i = 0; i < N; i++)
 		ck_assert_int_eq(pthread_create(&t[i], NULL, dup_thread, &d), 0);
-	/* All started; give them time to join the first call, then let it end. */
+	/* All started; once all are blocked (the first in fn, the others joined), let it end. */
 	ck_assert(await_at_least(&d.started, N, SPTEST_S(10)));
 	ck_assert(await_at_least(&d.calls, 1, SPTEST_S(10)));
-	sptest_sleep_ns(SPTEST_MS(50));
+	tids_await_parked(&d.tids, N);
 	gate_open(&d.gate);
 	for (int i = 0; i < N; i++)
 		ck_assert(sptest_join_within(t[i], SPTEST_S(10), NULL));
@@ -237,6 +269,7 @@ struct fgt {
 	sp_flight *g;
 	struct gate unblock1, unblock2;
 	_Atomic int started1, started2, calls3;
+	int main_tid;
 };
 
 static int fn_first(void *arg, void **val)
@@ -287,10 +320,11 @@ static void *forget_second(void *arg)
 	return NULL;
 }
 
+/* Ends the second call once the main thread has joined it (sleeps in the join). */
 static void *forget_opener(void *arg)
 {
 	struct fgt *f = arg;
-	sptest_sleep_ns(SPTEST_MS(50));
+	ck_assert_msg(sptest_await_parked(&f->main_tid, 1, NULL, SPTEST_S(10)), "the third Do never blocked");
 	gate_open(&f->unblock2);
 	return NULL;
 }
@@ -313,6 +347,7 @@ START_TEST(test_forget)
 	 * The first call's end must not have removed the second: a third Do
 	 * joins the second call (which ends only after we joined it).
 	 */
+	f.main_tid = sptest_gettid();
 	ck_assert_int_eq(pthread_create(&t3, NULL, forget_opener, &f), 0);
 	sp_flight_result r;
 	ck_assert_int_eq(sp_flight_do(f.g, "key", 3, fn_third, &f, NULL, &r), 0);
@@ -338,6 +373,7 @@ struct cw {
 	struct gate gate;
 	_Atomic int calls, started, joined_ok;
 	_Atomic int leader_done;
+	struct tids tids; /* the waiters that must join */
 };
 
 static int fn_slow(void *arg, void **val)
@@ -367,6 +403,7 @@ static void *cw_leader(void *arg)
 static void *cw_waiter(void *arg)
 {
 	struct cw *c = arg;
+	tids_note(&c->tids);
 	sp_flight_result r;
 	ck_assert_int_eq(sp_flight_do(c->g, "key", 3, fn_slow, c, NULL, &r), 0);
 	ck_assert_int_eq(*(int *)r.val, 42);
@@ -381,11 +418,14 @@ struct ctx_waiter {
 	sp_ctx *ctx;
 	int rc;
 	int64_t returned_at;
+	bool note; /* joins for sure (no timeout): notes its id in c->tids */
 };
 
 static void *cw_ctx_waiter(void *arg)
 {
 	struct ctx_waiter *w = arg;
+	if (w->note)
+		tids_note(&w->c->tids);
 	sp_flight_result r = { 0 };
 	w->rc = sp_flight_do(w->c->g, "key", 3, fn_slow, w->c, w->ctx, &r);
 	w->returned_at = sp_now_ns();
@@ -408,12 +448,12 @@ START_TEST(test_do_ctx)
 		ck_assert_int_eq(pthread_create(&plain[i], NULL, cw_waiter, &c), 0);
 
 	/* One waiter with a context we cancel, one with a 30 ms timeout. */
-	struct ctx_waiter wc = { .c = &c }, wt = { .c = &c };
+	struct ctx_waiter wc = { .c = &c, .note = true }, wt = { .c = &c };
 	ck_assert_int_eq(sp_ctx_with_cancel(NULL, &wc.ctx), 0);
 	ck_assert_int_eq(sp_ctx_with_timeout(NULL, SPTEST_MS(30), &wt.ctx), 0);
 	ck_assert_int_eq(pthread_create(&tc, NULL, cw_ctx_waiter, &wc), 0);
 	ck_assert_int_eq(pthread_create(&tt, NULL, cw_ctx_waiter, &wt), 0);
-	sptest_sleep_ns(SPTEST_MS(20)); /* let them join and park */
+	tids_await_parked(&c.tids, NPLAIN + 1); /* the plain waiters and wc joined and sleep */
 	int64_t t0 = sp_now_ns();
 	sp_ctx_cancel(wc.ctx);
 	ck_assert(sptest_join_within(tc, SPTEST_S(5), NULL));
@@ -475,6 +515,8 @@ END_TEST
 static void *cw_waiter_hold(void *arg)
 {
 	struct ctx_waiter *w = arg;
+	if (w->note)
+		tids_note(&w->c->tids);
 	sp_flight_result *r = malloc(sizeof *r);
 	w->rc = sp_flight_do(w->c->g, "key", 3, fn_slow, w->c, w->ctx, r);
 	return r; /* released by the test */
@@ -500,16 +542,16 @@ START_TEST(test_refcount_abandoned)
 	ck_assert_int_eq(pthread_create(&lead, NULL, cw_leader_hold, &c), 0);
 	ck_assert(await_at_least(&c.started, 1, SPTEST_S(10)));
 	for (int i = 0; i < NHOLD; i++) {
-		hw[i] = (struct ctx_waiter){ .c = &c };
+		hw[i] = (struct ctx_waiter){ .c = &c, .note = true };
 		ck_assert_int_eq(pthread_create(&hold[i], NULL, cw_waiter_hold, &hw[i]), 0);
 	}
 	sp_ctx *cancel;
 	ck_assert_int_eq(sp_ctx_with_cancel(NULL, &cancel), 0);
 	for (int i = 0; i < NABANDON; i++) {
-		aw[i] = (struct ctx_waiter){ .c = &c, .ctx = cancel };
+		aw[i] = (struct ctx_waiter){ .c = &c, .ctx = cancel, .note = true };
 		ck_assert_int_eq(pthread_create(&ab[i], NULL, cw_waiter_hold, &aw[i]), 0);
 	}
-	sptest_sleep_ns(SPTEST_MS(20));
+	tids_await_parked(&c.tids, NHOLD + NABANDON); /* all joined the call */
 	sp_ctx_cancel(cancel); /* the abandoning waiters leave, holding nothing */
 	for (int i = 0; i < NABANDON; i++) {
 		void *rp;
@@ -973,11 +1015,11 @@ START_TEST(test_destroy_with_result_held)
 		memset(&c, 0, sizeof c);
 		c.g = sp_flight_create(free_and_count);
 		pthread_t lead, join;
-		struct ctx_waiter jw = { .c = &c };
+		struct ctx_waiter jw = { .c = &c, .note = true };
 		ck_assert_int_eq(pthread_create(&lead, NULL, cw_leader_hold, &c), 0);
 		ck_assert(await_at_least(&c.started, 1, SPTEST_S(10)));
 		ck_assert_int_eq(pthread_create(&join, NULL, cw_waiter_hold, &jw), 0);
-		sptest_sleep_ns(SPTEST_MS(20));
+		tids_await_parked(&c.tids, 1);
 		gate_open(&c.gate);
 		sp_flight_result *rl, *rj;
 		ck_assert(sptest_join_within(lead, SPTEST_S(10), (void **)&rl));
