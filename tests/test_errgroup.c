@@ -280,7 +280,7 @@ static int meet_task(void *arg)
 {
 	int n = (int)(intptr_t)arg;
 	atomic_fetch_add(&rendezvous, 1);
-	int64_t end = sptest_now_ns() + SPTEST_S(10);
+	int64_t end = sptest_now_ns() + sptest_scaled(SPTEST_S(10));
 	while (atomic_load(&rendezvous) < n)
 		if (sptest_now_ns() > end)
 			return ETIMEDOUT;
@@ -398,7 +398,7 @@ static int create_hook(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *
 	if (mode == CREATE_FAIL_FIRST_WAITS && n == 0) {
 		/* Hold this creation's outcome until the test says so. */
 		atomic_store(&create_in_hook, 1);
-		int64_t end = sptest_now_ns() + SPTEST_S(5);
+		int64_t end = sptest_now_ns() + sptest_scaled(SPTEST_S(10));
 		while (!atomic_load(&create_release) && sptest_now_ns() < end)
 			sptest_sleep_ns(100000);
 	}
@@ -410,7 +410,7 @@ static int gate_task(void *arg)
 {
 	(void)arg;
 	atomic_fetch_add(&gate_started, 1);
-	int64_t end = sptest_now_ns() + SPTEST_S(20);
+	int64_t end = sptest_now_ns() + sptest_scaled(SPTEST_S(20));
 	while (!atomic_load(&gate_open) && sptest_now_ns() < end)
 		sptest_sleep_ns(SPTEST_MS(1)); /* 100+ of these poll at once: keep it light */
 	atomic_fetch_add(&gate_finished, 1);
@@ -460,6 +460,15 @@ static void *race_go(void *arg)
 	return (void *)(intptr_t)sp_errgroup_go(race_g, gate_task, NULL);
 }
 
+/* Lets S1's creation fail once S2 (thread *arg) sleeps waiting for its outcome. */
+static void *release_when_parked(void *arg)
+{
+	int tid = *(int *)arg;
+	bool parked = sptest_await_parked(&tid, 1, NULL, SPTEST_S(5));
+	atomic_store(&create_release, 1);
+	return (void *)(intptr_t)parked;
+}
+
 /*
  * The reviewer's interleaving: S1 finds nobody to run its task and creates
  * a thread; S2 submits while that creation is pending; the creation fails.
@@ -478,9 +487,14 @@ START_TEST(test_errgroup_create_fails_while_pending)
 	while (!atomic_load(&create_in_hook) && sptest_now_ns() < end)
 		sptest_sleep_ns(100000);
 	ck_assert(atomic_load(&create_in_hook));
+	/* S2 (this thread) waits for the pending creation's outcome: fail it then. */
+	int self = sptest_gettid();
+	pthread_t rel;
+	ck_assert_int_eq(pthread_create(&rel, NULL, release_when_parked, &self), 0);
 	int r2 = sp_errgroup_go(race_g, gate_task, NULL); /* S2, S1's creation pending */
 	atomic_store(&create_release, 1);
-	void *r1;
+	void *r1, *s2_waited;
+	ck_assert(sptest_join_within(rel, SPTEST_S(10), &s2_waited));
 	ck_assert(sptest_join_within(s1, SPTEST_S(10), &r1));
 	ck_assert_int_eq((int)(intptr_t)r1, EAGAIN);
 	ck_assert(r2 == 0 || r2 == EAGAIN);
@@ -556,8 +570,10 @@ START_TEST(test_errgroup_create_fails_in_chain)
 		ck_assert(rb == 0 || rb == EAGAIN); /* EAGAIN: the worker took A before B came */
 		hit = rb == 0;
 		if (hit) {
-			/* B waits for a thread: creation keeps failing for a while. */
-			sptest_sleep_ns(SPTEST_MS(30));
+			/* B waits for a thread: creation keeps failing, and is retried (timer, 50 us up). */
+			int64_t end = sptest_now_ns() + sptest_scaled(SPTEST_S(5));
+			while (atomic_load(&create_calls) < 2 && sptest_now_ns() < end)
+				sptest_sleep_ns(SPTEST_MS(1));
 			int calls = atomic_load(&create_calls);
 			ck_assert_msg(calls >= 2, "%d creation attempts: no retry after the chain's", calls);
 			atomic_store(&create_release, 1);
@@ -612,13 +628,13 @@ START_TEST(test_errgroup_destroy_joins_threads)
 	ck_assert_int_ge(count_threads("sp-timer"), 1);
 	sp_errgroup_destroy(g);
 	/* A joined thread may linger in /proc for a moment after its exit. */
-	int64_t end = sptest_now_ns() + SPTEST_S(2);
+	int64_t end = sptest_now_ns() + sptest_scaled(SPTEST_S(2));
 	int after;
 	while ((after = count_threads("sp-worker")) != 0 && sptest_now_ns() < end)
 		sptest_sleep_ns(SPTEST_MS(1));
 	ck_assert_msg(after == 0, "%d worker threads left after destroy (%d during)", after, during);
 	/* The timer thread served only this group: destroy joined it too. */
-	end = sptest_now_ns() + SPTEST_S(2);
+	end = sptest_now_ns() + sptest_scaled(SPTEST_S(2));
 	while ((after = count_threads("sp-timer")) != 0 && sptest_now_ns() < end)
 		sptest_sleep_ns(SPTEST_MS(1));
 	ck_assert_msg(after == 0, "the timer thread outlived the last group");
@@ -688,10 +704,20 @@ END_TEST
  * thread to leave and wait for itself (it hung there once).
  */
 static sp_errgroup *hook_g;
-static _Atomic int hook_destroyed;
+static _Atomic int hook_destroyed, hook_in_child, hook_child_ready;
 static void destroy_group_hook(void *arg)
 {
 	(void)arg;
+	/*
+	 * In the child, the deadline may be past by the time the timer thread
+	 * starts (a slow machine): destroy only once the child's go/wait are
+	 * done with the group, not under them.
+	 */
+	if (atomic_load(&hook_in_child)) {
+		int64_t end = sptest_now_ns() + sptest_scaled(SPTEST_S(5));
+		while (!atomic_load(&hook_child_ready) && sptest_now_ns() < end)
+			sptest_sleep_ns(SPTEST_MS(1));
+	}
 	sp_errgroup_destroy(hook_g);
 	atomic_store(&hook_destroyed, 1);
 }
@@ -706,10 +732,12 @@ START_TEST(test_errgroup_destroyed_by_deadline_hook_after_fork)
 	pid_t pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
+		atomic_store(&hook_in_child, 1);
 		hook_g = sp_errgroup_create(NULL, NULL); /* starts the child's timer thread */
 		int bad = hook_g == NULL || sp_errgroup_go(hook_g, ret_code, NULL) != 0 ||
 			  sp_errgroup_wait(hook_g) != 0;
-		int64_t end = sptest_now_ns() + SPTEST_S(5);
+		atomic_store(&hook_child_ready, 1);
+		int64_t end = sptest_now_ns() + sptest_scaled(SPTEST_S(5));
 		while (!atomic_load(&hook_destroyed) && sptest_now_ns() < end)
 			sptest_sleep_ns(SPTEST_MS(1));
 		bad |= !atomic_load(&hook_destroyed);
