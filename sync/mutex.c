@@ -32,8 +32,9 @@
  * was the last waiter: starvation mode is slow (every hand-off is a wake-up),
  * so it lasts only as long as someone is actually starving.
  *
- * Fast paths: lock is one CAS 0 -> LOCKED (acquire), unlock one atomic
- * subtract of LOCKED (release) that finds the word 0 when nobody waits.
+ * Fast paths: lock is one CAS 0 -> LOCKED (acquire), unlock one CAS
+ * LOCKED -> 0 (release); anything else in the word sends unlock to the slow
+ * path, still holding the lock.
  */
 #include "syncpool/mutex.h"
 
@@ -283,13 +284,21 @@ static __attribute__((noinline)) void lock_slow(sp_mutex *m)
 
 /* ---------------------------------------------------------------- unlock */
 
-static __attribute__((noinline)) void unlock_slow(sp_mutex *m, uint32_t new);
+static __attribute__((noinline)) void unlock_slow(sp_mutex *m);
 
+/*
+ * Unlock releases the lock and decides whom to wake in one atomic step (a
+ * CAS), and afterwards never reads or writes the mutex again except to wake
+ * a waiter that cannot have left (see unlock_slow): a thread that takes the
+ * lock right after the release may unlock it and free its memory while
+ * this unlock is still returning (POSIX allows that for pthread mutexes).
+ */
 static inline void unlock_impl(sp_mutex *m)
 {
-	uint32_t new = atomic_fetch_sub_explicit(state_of(m), LOCKED, memory_order_release) - LOCKED;
-	if (SP_UNLIKELY(new != 0))
-		unlock_slow(m, new);
+	uint32_t locked = LOCKED;
+	if (SP_UNLIKELY(!atomic_compare_exchange_strong_explicit(state_of(m), &locked, 0, memory_order_release,
+								 memory_order_relaxed)))
+		unlock_slow(m);
 }
 
 /* Out of line, so the release hook costs the fast path no saved registers. */
@@ -318,43 +327,51 @@ SP_API void sp_mutex_lock_slow_(sp_mutex *m)
 	sp_tsan_acquire(&m->state_);
 }
 
-SP_API void sp_mutex_unlock_slow_(sp_mutex *m, uint32_t new)
+SP_API void sp_mutex_unlock_slow_(sp_mutex *m)
 {
-	unlock_slow(m, new);
+	sp_tsan_release(&m->state_); /* the release happens in here */
+	unlock_slow(m);
 }
 
-static __attribute__((noinline)) void unlock_slow(sp_mutex *m, uint32_t new)
+/*
+ * The word had more than LOCKED in it (or not LOCKED: misuse).  One CAS
+ * releases the lock and, when a sleeper must be woken (Go's unlockSlow:
+ * waiters, nobody awake, normal mode), takes that waiter off the count and
+ * sets WOKEN; in starvation mode it leaves STARVING, which keeps the lock
+ * held for the waiter we hand it to.  After the CAS only queue_wake_one()
+ * touches the mutex: the waiter we took off the count cannot return from
+ * lock until it consumes our wake-up, so the mutex is still alive.
+ */
+static __attribute__((noinline)) void unlock_slow(sp_mutex *m)
 {
 	_Atomic uint32_t *st = state_of(m);
+	uint32_t old = atomic_load_explicit(st, memory_order_relaxed);
 
-	if (SP_UNLIKELY(!((new + LOCKED) & LOCKED))) {
-		/* Undo the subtraction so a handler sees the old word, then die. */
-		atomic_fetch_add_explicit(st, LOCKED, memory_order_relaxed);
-		sp_fatal("mutex", "unlock of unlocked mutex");
-	}
-	if (!(new & STARVING)) {
-		uint32_t old = new;
-		for (;;) {
+	for (;;) {
+		if (SP_UNLIKELY(!(old & LOCKED)))
+			sp_fatal("mutex", "unlock of unlocked mutex");
+		uint32_t new = old - LOCKED;
+		bool wake = false;
+		if (new & STARVING) {
 			/*
-			 * Nobody to wake, or somebody is already awake / took
-			 * the lock / the lock is being handed off: done.
+			 * Starvation mode: hand the lock to the next waiter.
+			 * LOCKED stays clear until that waiter sets it, but
+			 * STARVING keeps newcomers out.  The waiter at the head
+			 * of the queue is the one that has waited longest
+			 * (woken waiters requeue at the head).
 			 */
-			if ((old >> WAITER_SHIFT) == 0 || (old & (LOCKED | WOKEN | STARVING)))
-				return;
+			wake = true;
+		} else if ((new >> WAITER_SHIFT) != 0 && !(new & WOKEN)) {
 			/* Take one waiter off the count and mark it woken. */
-			uint32_t n = (old - WAITER) | WOKEN;
-			if (atomic_compare_exchange_weak_explicit(st, &old, n, memory_order_relaxed,
-								  memory_order_relaxed)) {
+			new = (new - WAITER) | WOKEN;
+			wake = true;
+		}
+		/* else: nobody to wake, or somebody is awake already. */
+		if (atomic_compare_exchange_weak_explicit(st, &old, new, memory_order_release,
+							  memory_order_relaxed)) {
+			if (wake)
 				queue_wake_one(m);
-				return;
-			}
+			return;
 		}
 	}
-	/*
-	 * Starvation mode: hand the lock to the next waiter.  LOCKED stays
-	 * clear until that waiter sets it, but STARVING keeps newcomers out.
-	 * The waiter at the head of the queue is the one that has waited
-	 * longest (woken waiters requeue at the head).
-	 */
-	queue_wake_one(m);
 }

@@ -4,7 +4,11 @@
  * An sp_mutex is 8 bytes (two 32-bit words, 4-byte aligned); its zero value
  * (SP_MUTEX_INIT, {0}, static or calloc'd storage) is an unlocked mutex, ready
  * with no init call and needing no destroy.  It must not be copied or moved
- * after first use.
+ * after first use.  Its memory may be freed once it is unlocked and no
+ * thread waits for it - also by a thread that locked it after another's
+ * unlock, while that unlock is still returning (as POSIX allows for
+ * pthread mutexes): unlock does not touch the mutex after releasing it,
+ * except to wake a waiter, which keeps it alive.
  *
  * Semantics are Go's: a locked mutex is not tied to a thread - one thread may
  * lock it and arrange for another to unlock it.  It is not recursive: locking
@@ -78,10 +82,9 @@ bool sp_mutex_trylock(sp_mutex *m);
 void sp_mutex_unlock(sp_mutex *m);
 
 /*
- * The uncontended lock and unlock, inlined: one CAS and one atomic
- * subtract, what a hand-rolled spinlock pays, without the two calls.
- * Everything else (a locked or contended mutex, waiters to wake, misuse)
- * goes to the private sp_mutex_lock_slow_/sp_mutex_unlock_slow_.
+ * The uncontended lock and unlock, inlined: a CAS each, without the two
+ * calls.  Everything else (a locked or contended mutex, waiters to wake,
+ * misuse) goes to the private sp_mutex_lock_slow_/sp_mutex_unlock_slow_.
  * `(sp_mutex_lock)(m)` and `&sp_mutex_lock` reach the exported functions,
  * which behave the same; SP_MUTEX_NO_INLINE turns the macros off.  Under
  * ThreadSanitizer these atomics are compiled into the user's program and so
@@ -91,7 +94,7 @@ void sp_mutex_unlock(sp_mutex *m);
  * races on what that file's locks protect.
  */
 void sp_mutex_lock_slow_(sp_mutex *m);
-void sp_mutex_unlock_slow_(sp_mutex *m, uint32_t new_state);
+void sp_mutex_unlock_slow_(sp_mutex *m);
 
 static inline void sp_mutex_lock_inline_(sp_mutex *m)
 {
@@ -104,9 +107,11 @@ static inline void sp_mutex_lock_inline_(sp_mutex *m)
 
 static inline void sp_mutex_unlock_inline_(sp_mutex *m)
 {
-	uint32_t n = __atomic_sub_fetch(&m->state_, 1u, __ATOMIC_RELEASE);
-	if (__builtin_expect(n != 0, 0))
-		sp_mutex_unlock_slow_(m, n); /* waiters, starvation, or misuse */
+	uint32_t locked = 1u;
+	if (__builtin_expect(!__atomic_compare_exchange_n(&m->state_, &locked, 0u, 0, __ATOMIC_RELEASE,
+							  __ATOMIC_RELAXED),
+			     0))
+		sp_mutex_unlock_slow_(m); /* waiters, starvation, or misuse: still held */
 }
 
 #if !defined(SP_BUILDING_LIBRARY_) && !defined(SP_MUTEX_NO_INLINE)
