@@ -6,7 +6,11 @@
  * hash bucket; its zero value (SP_RWMUTEX_INIT, {0}, static or calloc'd
  * storage) is an unlocked lock, ready with no init call and needing no
  * destroy.  It must not be copied or moved after first use, and must not be
- * freed while locked.  Any number of distinct rwmutexes may be in use at once.
+ * freed while locked or while any call on it is still running: unlike
+ * sp_mutex (and glibc's pthread_rwlock), a writer's unlock still touches
+ * the rwmutex after it has let readers in, so a reader that got in that
+ * way must not free it before that sp_rwmutex_unlock() has returned.  Any
+ * number of distinct rwmutexes may be in use at once.
  *
  * Semantics are Go's: the lock is held by any number of readers or by one
  * writer.  A locked rwmutex is not tied to a thread: one thread may lock
