@@ -284,7 +284,7 @@ static __attribute__((noinline)) void lock_slow(sp_mutex *m)
 
 /* ---------------------------------------------------------------- unlock */
 
-static __attribute__((noinline)) void unlock_slow(sp_mutex *m);
+static __attribute__((noinline)) void unlock_slow(sp_mutex *m, uint32_t old);
 
 /*
  * Unlock releases the lock and decides whom to wake in one atomic step (a
@@ -295,10 +295,10 @@ static __attribute__((noinline)) void unlock_slow(sp_mutex *m);
  */
 static inline void unlock_impl(sp_mutex *m)
 {
-	uint32_t locked = LOCKED;
-	if (SP_UNLIKELY(!atomic_compare_exchange_strong_explicit(state_of(m), &locked, 0, memory_order_release,
+	uint32_t seen = LOCKED;
+	if (SP_UNLIKELY(!atomic_compare_exchange_strong_explicit(state_of(m), &seen, 0, memory_order_release,
 								 memory_order_relaxed)))
-		unlock_slow(m);
+		unlock_slow(m, seen);
 }
 
 /* Out of line, so the release hook costs the fast path no saved registers. */
@@ -327,10 +327,10 @@ SP_API void sp_mutex_lock_slow_(sp_mutex *m)
 	sp_tsan_acquire(&m->state_);
 }
 
-SP_API void sp_mutex_unlock_slow_(sp_mutex *m)
+SP_API void sp_mutex_unlock_slow_(sp_mutex *m, uint32_t seen)
 {
 	sp_tsan_release(&m->state_); /* the release happens in here */
-	unlock_slow(m);
+	unlock_slow(m, seen);
 }
 
 /*
@@ -340,12 +340,12 @@ SP_API void sp_mutex_unlock_slow_(sp_mutex *m)
  * sets WOKEN; in starvation mode it leaves STARVING, which keeps the lock
  * held for the waiter we hand it to.  After the CAS only queue_wake_one()
  * touches the mutex: the waiter we took off the count cannot return from
- * lock until it consumes our wake-up, so the mutex is still alive.
+ * lock until it consumes our wake-up, so the mutex is still alive.  old:
+ * the word as the fast path's failed CAS saw it.
  */
-static __attribute__((noinline)) void unlock_slow(sp_mutex *m)
+static __attribute__((noinline)) void unlock_slow(sp_mutex *m, uint32_t old)
 {
 	_Atomic uint32_t *st = state_of(m);
-	uint32_t old = atomic_load_explicit(st, memory_order_relaxed);
 
 	for (;;) {
 		if (SP_UNLIKELY(!(old & LOCKED)))
