@@ -9,9 +9,11 @@
  *	bits 0..62  cur: weight held, or handed to granted waiters
  *
  * Fast paths (no lock): acquire CASes cur += n while WAITERS is clear and n
- * fits; release does one fetch_sub and looks at WAITERS in the old value.
- * While WAITERS is set no acquire succeeds without the lock (FIFO: nobody
- * barges), and every release takes the lock to hand out what it freed.
+ * fits; release CASes cur -= n while WAITERS is clear.  While WAITERS is
+ * set no acquire succeeds without the lock (FIFO: nobody barges), and every
+ * release takes the lock, subtracts there and hands out what it freed (so
+ * that it touches the semaphore after its release only under the lock,
+ * while queued waiters keep it alive: see release_queued()).
  * Under the lock grant() serves the queue head while it fits: it adds the
  * head's n to cur itself (a release's fetch_sub can only lower cur
  * meanwhile, so a decision on a stale value is safe, and a release that
@@ -173,22 +175,60 @@ static void signal(sema_waiter *w, _Atomic uint32_t *ahead)
 
 /* ------------------------------------------------------------ release */
 
-static void release_slow(sp_sema *s)
+/*
+ * Gives back n with waiters queued, or finds the queue gone and returns
+ * false.  The subtraction happens under the lock, together with the grants
+ * it allows: while WAITERS is set (it is set and cleared only under the
+ * lock) no acquire can take the freed weight without the lock and no waiter
+ * can be served by anyone else, so whoever could destroy the semaphore is
+ * still inside one of its calls.  Once the lock is dropped the semaphore
+ * may be gone (the granted waiters return, release, destroy): only the
+ * granted nodes, alive until GRANTED, and futex addresses are touched.
+ */
+static bool release_queued(sp_sema *s, int64_t n)
 {
-	_Atomic uint32_t *ahead = NULL;
 	sp_ilock_lock(qlock(s));
+	if (!(atomic_load_explicit(state(s), memory_order_relaxed) & WAITERS)) {
+		sp_ilock_unlock(qlock(s));
+		return false;
+	}
+	uint64_t old = atomic_fetch_sub_explicit(state(s), (uint64_t)n, memory_order_release);
+	if (SP_UNLIKELY((old & CUR_MASK) < (uint64_t)n))
+		sp_fatal("sema", "released more than held");
+	_Atomic uint32_t *ahead = NULL;
 	sema_waiter *g = grant(s, &ahead);
 	sp_ilock_unlock(qlock(s));
 	signal(g, ahead);
+	return true;
 }
 
-/* The inline release's way out (syncpool/sema.h): its subtract returned old. */
-SP_API void sp_sema_release_slow_(sp_sema *s, int64_t n, uint64_t old)
+/*
+ * Every release: with no waiter queued, one CAS subtracts n and nothing is
+ * touched after it (the next acquirer may destroy the semaphore at once);
+ * with waiters, release_queued().  old: the word as last seen.
+ */
+static void release_from(sp_sema *s, int64_t n, uint64_t old)
 {
-	if ((old & CUR_MASK) < (uint64_t)n)
-		sp_fatal("sema", "released more than held");
-	if (old & WAITERS)
-		release_slow(s);
+	for (;;) {
+		if (old & WAITERS) {
+			if (release_queued(s, n))
+				return;
+			old = atomic_load_explicit(state(s), memory_order_relaxed);
+			continue;
+		}
+		if (SP_UNLIKELY((old & CUR_MASK) < (uint64_t)n))
+			sp_fatal("sema", "released more than held");
+		if (atomic_compare_exchange_weak_explicit(state(s), &old, old - (uint64_t)n, memory_order_release,
+							  memory_order_relaxed))
+			return;
+	}
+}
+
+/* The inline release's way out (syncpool/sema.h): its CAS failed on old. */
+SP_API void sp_sema_release_contended_(sp_sema *s, int64_t n, uint64_t old)
+{
+	sp_tsan_release(&s->state_); /* the release happens in here */
+	release_from(s, n, old);
 }
 
 SP_API void sp_sema_release(sp_sema *s, int64_t n)
@@ -196,11 +236,7 @@ SP_API void sp_sema_release(sp_sema *s, int64_t n)
 	if (n < 0)
 		sp_fatal("sema", "released more than held");
 	sp_tsan_release(&s->state_);
-	uint64_t old = atomic_fetch_sub_explicit(state(s), (uint64_t)n, memory_order_release);
-	if (SP_UNLIKELY((old & CUR_MASK) < (uint64_t)n))
-		sp_fatal("sema", "released more than held");
-	if (old & WAITERS)
-		release_slow(s);
+	release_from(s, n, atomic_load_explicit(state(s), memory_order_relaxed));
 }
 
 /* ------------------------------------------------------------ acquire */

@@ -731,6 +731,69 @@ START_TEST(test_grant_after_ctx_done_pending_watch)
 }
 END_TEST
 
+/*
+ * A release that finds waiters gives its weight back only under the queue
+ * lock.  Were it to subtract first and then take the lock to serve the
+ * queue, another release could serve the waiter meanwhile, and the waiter
+ * could return, release and destroy the semaphore (x/sync's "acquire the
+ * full weight to wait for the workers" idiom) before the first release has
+ * touched the queue: a use after free (see sync/sema.c).  White-box: the
+ * test holds the internal lock and checks that a release blocked on it has
+ * not given its weight back yet.
+ */
+static sp_sema uaf_sem;
+static _Atomic int uaf_tid;
+
+static void *uaf_full_acquirer(void *arg)
+{
+	(void)arg;
+	return (void *)(intptr_t)sp_sema_acquire(&uaf_sem, 2, NULL);
+}
+
+static void *uaf_releaser(void *arg)
+{
+	(void)arg;
+	atomic_store(&uaf_tid, sptest_gettid());
+	sp_sema_release(&uaf_sem, 1);
+	return NULL;
+}
+
+START_TEST(test_release_with_waiters_subtracts_under_lock)
+{
+	ck_assert_int_eq(sp_sema_init(&uaf_sem, 2), 0);
+	ck_assert_int_eq(sp_sema_acquire(&uaf_sem, 1, NULL), 0); /* worker A's unit */
+	ck_assert_int_eq(sp_sema_acquire(&uaf_sem, 1, NULL), 0); /* worker C's unit */
+	pthread_t w, a;
+	ck_assert_int_eq(pthread_create(&w, NULL, uaf_full_acquirer, NULL), 0);
+	wait_enqueued(&uaf_sem, NULL);
+	ck_assert(__atomic_load_n(&uaf_sem.state_, __ATOMIC_RELAXED) >> 63); /* WAITERS */
+
+	sp_ilock *l = (sp_ilock *)&uaf_sem.lock_;
+	sp_ilock_lock(l);
+	ck_assert_int_eq(pthread_create(&a, NULL, uaf_releaser, NULL), 0);
+	int64_t end = sptest_now_ns() + sptest_scaled(SPTEST_S(5));
+	while (atomic_load(&uaf_tid) == 0 && sptest_now_ns() < end)
+		sptest_sleep_ns(100000);
+	int atid = atomic_load(&uaf_tid);
+	ck_assert_int_ne(atid, 0);
+	bool parked = sptest_await_parked(&atid, 1, &uaf_sem.lock_, SPTEST_S(5));
+	/* A waits for the lock with both units still counted as held. */
+	uint64_t st = __atomic_load_n(&uaf_sem.state_, __ATOMIC_RELAXED);
+	sp_ilock_unlock(l);
+	ck_assert(parked);
+	ck_assert_uint_eq(st & ~(UINT64_C(1) << 63), 2);
+
+	ck_assert(sptest_join_within(a, SPTEST_S(10), NULL));
+	sp_sema_release(&uaf_sem, 1); /* C's: now W fits */
+	void *r;
+	ck_assert(sptest_join_within(w, SPTEST_S(10), &r));
+	ck_assert_int_eq((int)(intptr_t)r, 0);
+	ck_assert_uint_eq(__atomic_load_n(&uaf_sem.state_, __ATOMIC_RELAXED), 2);
+	sp_sema_release(&uaf_sem, 2);
+	sp_sema_destroy(&uaf_sem);
+}
+END_TEST
+
 static Suite *sema_suite(void)
 {
 	Suite *s = suite_create("sema");
@@ -742,6 +805,7 @@ static Suite *sema_suite(void)
 	tcase_add_test_raise_signal(tc, test_release_too_much_panic, SIGABRT);
 	tcase_add_test(tc, test_weighted_try_acquire);
 	tcase_add_test(tc, test_weighted_acquire);
+	tcase_add_test(tc, test_release_with_waiters_subtracts_under_lock);
 	tcase_add_test(tc, test_doesnt_block_if_too_big);
 	tcase_add_test(tc, test_large_acquire_doesnt_starve);
 	tcase_add_test(tc, test_alloc_cancel_doesnt_starve);

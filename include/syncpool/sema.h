@@ -74,7 +74,10 @@ int sp_sema_init(sp_sema *s, int64_t size);
 
 /*
  * Ends the use of s.  Weight still held is not an error.  Fatal ("destroyed
- * with waiters") if a thread is still waiting in sp_sema_acquire.
+ * with waiters") if a thread is still waiting in sp_sema_acquire.  s may be
+ * destroyed and freed as soon as no thread waits in it - also by a waiter
+ * whose acquire just returned while the release that let it through is
+ * still returning: a release touches s only while waiters keep it alive.
  */
 void sp_sema_destroy(sp_sema *s);
 
@@ -111,17 +114,17 @@ bool sp_sema_try_acquire(sp_sema *s, int64_t n);
 void sp_sema_release(sp_sema *s, int64_t n);
 
 /*
- * The uncontended acquire (no context) and release, inlined: the CAS and
- * the subtract of the exported functions, without the calls.  Anything else
- * (a context, waiters, n out of range, misuse) goes to the exported
- * functions or the private sp_sema_release_slow_.  `(sp_sema_acquire)(...)`
+ * The uncontended acquire (no context) and release, inlined: a CAS each,
+ * as in the exported functions, without the calls.  Anything else (a
+ * context, waiters, n out of range, misuse) goes to the exported functions
+ * or the private sp_sema_release_contended_.  `(sp_sema_acquire)(...)`
  * and `&sp_sema_acquire` reach the exported functions, which behave the
  * same; SP_SEMA_NO_INLINE turns the macros off.  Under ThreadSanitizer these
  * atomics are compiled into the user's program and so seen by it - provided
  * that translation unit is instrumented (in a TSan program, build a file
  * that is not with SP_SEMA_NO_INLINE; see mutex.h).
  */
-void sp_sema_release_slow_(sp_sema *s, int64_t n, uint64_t old_state);
+void sp_sema_release_contended_(sp_sema *s, int64_t n, uint64_t seen_state);
 
 static inline int sp_sema_acquire_inline_(sp_sema *s, int64_t n, sp_ctx *ctx)
 {
@@ -143,10 +146,14 @@ static inline void sp_sema_release_inline_(sp_sema *s, int64_t n)
 		(sp_sema_release)(s, n); /* fatal */
 		return;
 	}
-	uint64_t old = __atomic_fetch_sub(&s->state_, (uint64_t)n, __ATOMIC_RELEASE);
-	/* Waiters to serve (bit 63), or more released than held. */
-	if (__builtin_expect((old >> 63) || (old & ~(UINT64_C(1) << 63)) < (uint64_t)n, 0))
-		sp_sema_release_slow_(s, n, old);
+	uint64_t st = __atomic_load_n(&s->state_, __ATOMIC_RELAXED);
+	/* No waiter queued (bit 63) and n held: give it back; else the library. */
+	if (__builtin_expect(!(st >> 63) && st >= (uint64_t)n, 1) &&
+	    __builtin_expect(__atomic_compare_exchange_n(&s->state_, &st, st - (uint64_t)n, 1,
+							 __ATOMIC_RELEASE, __ATOMIC_RELAXED),
+			     1))
+		return;
+	sp_sema_release_contended_(s, n, st);
 }
 
 #if !defined(SP_BUILDING_LIBRARY_) && !defined(SP_SEMA_NO_INLINE)
