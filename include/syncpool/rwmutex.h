@@ -6,11 +6,15 @@
  * hash bucket; its zero value (SP_RWMUTEX_INIT, {0}, static or calloc'd
  * storage) is an unlocked lock, ready with no init call and needing no
  * destroy.  It must not be copied or moved after first use, and must not be
- * freed while locked or while any call on it is still running: unlike
- * sp_mutex (and glibc's pthread_rwlock), a writer's unlock still touches
- * the rwmutex after it has let readers in, so a reader that got in that
- * way must not free it before that sp_rwmutex_unlock() has returned.  Any
- * number of distinct rwmutexes may be in use at once.
+ * freed while locked or while any call on it is still running.  Unlike
+ * sp_mutex (and glibc's pthread_rwlock), both unlocks may still touch the
+ * rwmutex after they released it: a writer's unlock after it has let
+ * readers in, and a read unlock after a waiting writer could see it gone
+ * (it then wakes that writer, or cleans up a read lock released by another
+ * thread).  So free an rwmutex only once every thread that used it has
+ * returned from its last call on it (joined it, or heard from it after
+ * that call) - not merely after taking the lock yourself.  Any number of
+ * distinct rwmutexes may be in use at once.
  *
  * Semantics are Go's: the lock is held by any number of readers or by one
  * writer.  A locked rwmutex is not tied to a thread: one thread may lock
