@@ -86,6 +86,37 @@ START_TEST(test_waitgroup_overflow)
 }
 END_TEST
 
+/*
+ * Go's "WaitGroup misuse: Add called concurrently with Wait": an add that
+ * starts a new round while the old round's waiters are still to be released
+ * is fatal.  That moment - counter 0 with the waiters bit (bit 0) set, between
+ * the last done's decrement and its release - is too short to hit from
+ * threads, so these white-box tests set the state word to it.
+ */
+START_TEST(test_waitgroup_add_during_release)
+{
+	sp_waitgroup wg = SP_WAITGROUP_INIT;
+	__atomic_store_n(&wg.state_, (uint64_t)1, __ATOMIC_RELAXED); /* counter 0, waiters */
+	sp_waitgroup_add(&wg, 1); /* fatal */
+}
+END_TEST
+
+/* The same bit with the counter positive is an ordinary wait: adds are fine. */
+START_TEST(test_waitgroup_add_while_waited)
+{
+	sp_waitgroup wg = SP_WAITGROUP_INIT;
+	__atomic_store_n(&wg.state_, ((uint64_t)1 << 32) | 1, __ATOMIC_RELAXED); /* counter 1, waiters */
+	sp_waitgroup_add(&wg, 1);
+	sp_waitgroup_done(&wg);
+	sp_waitgroup_done(&wg); /* releases the round: nobody was really parked */
+	uint64_t st = __atomic_load_n(&wg.state_, __ATOMIC_RELAXED);
+	ck_assert_uint_eq(st >> 32, 0);  /* counter 0 */
+	ck_assert_uint_eq(st & 1, 0);    /* waiters bit cleared */
+	ck_assert_uint_ne(st, 0);        /* the generation moved */
+	sp_waitgroup_wait(&wg);          /* returns at once */
+}
+END_TEST
+
 /* Go's TestWaitGroupRace / "no early wake": Wait returns only after every Done. */
 struct race_arg {
 	sp_waitgroup *wg;
@@ -185,11 +216,13 @@ static Suite *waitgroup_suite(void)
 	tcase_add_test(tc, test_waitgroup_no_early_wake);
 	tcase_add_test(tc, test_waitgroup_hammer);
 	tcase_add_test(tc, test_waitgroup_wait_many_times);
+	tcase_add_test(tc, test_waitgroup_add_while_waited);
 	suite_add_tcase(s, tc);
 	TCase *td = tcase_create("death");
 	tcase_add_test_raise_signal(td, test_waitgroup_negative, SIGABRT);
 	tcase_add_test_raise_signal(td, test_waitgroup_negative_big, SIGABRT);
 	tcase_add_test_raise_signal(td, test_waitgroup_overflow, SIGABRT);
+	tcase_add_test_raise_signal(td, test_waitgroup_add_during_release, SIGABRT);
 	suite_add_tcase(s, td);
 	return s;
 }
