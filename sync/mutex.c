@@ -317,9 +317,11 @@ SP_API void sp_mutex_unlock(sp_mutex *m)
 }
 
 /*
- * The inline fast paths' ways out (syncpool/mutex.h).  The inline CAS or
- * subtract is compiled in the caller (instrumented under a user's TSan);
- * what the library does here is announced as the exported functions do.
+ * The inline fast paths' ways out (syncpool/mutex.h).  The inline CASes
+ * are compiled in the caller (instrumented under a user's TSan); what the
+ * library does here is announced as the exported functions do.  The unlock
+ * entry point was renamed when its meaning changed (it now releases the
+ * lock itself), so objects built against the old inline unlock fail to link.
  */
 SP_API void sp_mutex_lock_slow_(sp_mutex *m)
 {
@@ -327,7 +329,7 @@ SP_API void sp_mutex_lock_slow_(sp_mutex *m)
 	sp_tsan_acquire(&m->state_);
 }
 
-SP_API void sp_mutex_unlock_slow_(sp_mutex *m, uint32_t seen)
+SP_API void sp_mutex_unlock_contended_(sp_mutex *m, uint32_t seen)
 {
 	sp_tsan_release(&m->state_); /* the release happens in here */
 	unlock_slow(m, seen);

@@ -15,9 +15,10 @@
  * that it touches the semaphore after its release only under the lock,
  * while queued waiters keep it alive: see release_queued()).
  * Under the lock grant() serves the queue head while it fits: it adds the
- * head's n to cur itself (a release's fetch_sub can only lower cur
- * meanwhile, so a decision on a stale value is safe, and a release that
- * lowers it later sees WAITERS and calls grant() again), unlinks the waiter
+ * head's n to cur itself (while WAITERS is set cur changes only under the
+ * lock, so its reading stays true; a lock-free release that lowered cur
+ * just before WAITERS was set is served by the acquirer that set it, which
+ * calls grant() when it becomes the head), unlinks the waiter
  * and, after the lock is dropped, sets GRANTED in the waiter's futex word
  * and wakes it if it sleeps.  So a woken waiter owns its weight already.
  * The next head is woken ahead of its turn (see grant()).

@@ -84,7 +84,7 @@ void sp_mutex_unlock(sp_mutex *m);
 /*
  * The uncontended lock and unlock, inlined: a CAS each, without the two
  * calls.  Everything else (a locked or contended mutex, waiters to wake,
- * misuse) goes to the private sp_mutex_lock_slow_/sp_mutex_unlock_slow_.
+ * misuse) goes to the private sp_mutex_lock_slow_/sp_mutex_unlock_contended_.
  * `(sp_mutex_lock)(m)` and `&sp_mutex_lock` reach the exported functions,
  * which behave the same; SP_MUTEX_NO_INLINE turns the macros off.  Under
  * ThreadSanitizer these atomics are compiled into the user's program and so
@@ -94,7 +94,7 @@ void sp_mutex_unlock(sp_mutex *m);
  * races on what that file's locks protect.
  */
 void sp_mutex_lock_slow_(sp_mutex *m);
-void sp_mutex_unlock_slow_(sp_mutex *m, uint32_t seen);
+void sp_mutex_unlock_contended_(sp_mutex *m, uint32_t seen);
 
 static inline void sp_mutex_lock_inline_(sp_mutex *m)
 {
@@ -111,7 +111,7 @@ static inline void sp_mutex_unlock_inline_(sp_mutex *m)
 	if (__builtin_expect(!__atomic_compare_exchange_n(&m->state_, &locked, 0u, 0, __ATOMIC_RELEASE,
 							  __ATOMIC_RELAXED),
 			     0))
-		sp_mutex_unlock_slow_(m, locked); /* waiters, starvation, or misuse: still held */
+		sp_mutex_unlock_contended_(m, locked); /* waiters, starvation, or misuse: still held */
 }
 
 #if !defined(SP_BUILDING_LIBRARY_) && !defined(SP_MUTEX_NO_INLINE)
